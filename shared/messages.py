@@ -1,0 +1,191 @@
+"""The messages that travel on hookline's topics, one pydantic model each.
+
+These models are the edge: they validate what comes off a topic and shape what
+goes on one. Inside a service, code passes these objects around as they are.
+Each model's ``ce_type`` class variable is the CloudEvents type it travels as.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every topic message."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    ce_type: ClassVar[str]
+
+
+# -- inbound -------------------------------------------------------------------------------
+
+PayloadEncoding = Literal["json", "form", "text", "base64"]
+
+
+class WebhookReceived(Message):
+    """A verified, normalized provider webhook, written by the ingress to ``inbound``."""
+
+    ce_type: ClassVar[str] = "hookline.webhook.received"
+
+    webhook_id: str
+    provider: Literal["generic", "github", "gitlab", "slack"]
+    event_type: str = Field(description="normalized, e.g. pull_request.opened or push")
+    provider_event_id: str = Field(description="the provider's delivery id, else a new ULID")
+    received_at: datetime
+    source_ip: str | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = Field(default_factory=dict, description="credentials removed")
+    payload_encoding: PayloadEncoding = "json"
+    payload: Any = None
+
+
+# -- workflow commands ---------------------------------------------------------------------
+
+
+class RunRequested(Message):
+    """A command to start one workflow run, written by the dispatcher to ``workflow-commands``."""
+
+    ce_type: ClassVar[str] = "hookline.workflow.run_requested"
+
+    run_id: str
+    workflow_id: str
+    webhook_id: str
+    provider_event_id: str
+    event_type: str
+    requested_at: datetime
+    input: WebhookReceived
+
+
+# -- lifecycle events ----------------------------------------------------------------------
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    code: str
+    message: str
+
+
+class LifecycleEvent(Message):
+    """What subscribers receive. ``ce_type`` is the event type itself."""
+
+    workflow_id: str
+    run_id: str
+    occurred_at: datetime
+
+
+class WorkflowStarted(LifecycleEvent):
+    ce_type: ClassVar[str] = "workflow.started"
+
+
+class WorkflowCompleted(LifecycleEvent):
+    ce_type: ClassVar[str] = "workflow.completed"
+    output: Any = None
+
+
+class WorkflowFailed(LifecycleEvent):
+    ce_type: ClassVar[str] = "workflow.failed"
+    error: ErrorInfo
+
+
+class NodeCompleted(LifecycleEvent):
+    ce_type: ClassVar[str] = "node.completed"
+    node_id: str
+    output: Any = Field(default=None, description="a summary of the node's output")
+
+
+class ErrorOccurred(LifecycleEvent):
+    ce_type: ClassVar[str] = "error.occurred"
+    error: ErrorInfo
+    node_id: str | None = None
+
+
+class StatusChanged(LifecycleEvent):
+    ce_type: ClassVar[str] = "status.changed"
+    from_: RunStatus | None = Field(default=None, alias="from")
+    to: RunStatus
+
+
+LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
+    WorkflowStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    NodeCompleted,
+    ErrorOccurred,
+    StatusChanged,
+)
+LIFECYCLE_EVENT_TYPES: tuple[str, ...] = tuple(m.ce_type for m in LIFECYCLE_EVENTS)
+
+
+# -- delivery ------------------------------------------------------------------------------
+
+
+class SourceRecord(BaseModel):
+    """Where a lifecycle event was read from; ``webhook-id`` derives from it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    topic: str
+    partition: int
+    offset: int
+
+
+DeliveryOutcome = Literal["succeeded", "failed", "exhausted", "disabled", "skipped"]
+
+
+class DeliveryDue(Message):
+    """A delivery waiting for its next attempt, on a ``delivery-retry.<tier>`` topic."""
+
+    ce_type: ClassVar[str] = "hookline.delivery.due"
+
+    delivery_id: str
+    message_id: str = Field(description="the webhook-id header: same for every attempt")
+    subscription_id: str
+    event_type: str
+    workflow_id: str | None = None
+    source: SourceRecord
+    body: str = Field(description="the exact JSON body that is signed and sent")
+    attempt: int = Field(ge=1, description="the number of the attempt that is due")
+    due_at: datetime
+    first_attempted_at: datetime
+
+
+class DeliveryAttempted(Message):
+    """One attempt's record, on ``delivery-attempts`` (the delivery log)."""
+
+    ce_type: ClassVar[str] = "hookline.delivery.attempted"
+
+    delivery_id: str
+    message_id: str
+    subscription_id: str
+    event_type: str
+    workflow_id: str | None = None
+    source: SourceRecord | None = None
+    attempt: int
+    outcome: DeliveryOutcome
+    status_code: int | None = None
+    error: str | None = Field(default=None, description="error class when no response came")
+    latency_ms: float | None = None
+    response_excerpt: str | None = Field(default=None, description="first 4 KiB of the body")
+    next_attempt_at: datetime | None = None
+    attempted_at: datetime
+    url: str | None = None
+    body: str | None = Field(default=None, description="kept so a redelivery can resend it")
+
+
+# -- registry ------------------------------------------------------------------------------
+
+TOPIC_MESSAGES: tuple[type[Message], ...] = (
+    WebhookReceived,
+    RunRequested,
+    *LIFECYCLE_EVENTS,
+    DeliveryDue,
+    DeliveryAttempted,
+)

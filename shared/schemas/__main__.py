@@ -1,0 +1,4 @@
+from shared.schemas import export
+
+for path in export():
+    print(path.name)

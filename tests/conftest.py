@@ -1,0 +1,162 @@
+"""The test session's Kafka broker, and per-test topics and settings.
+
+The broker, in order of preference: the cluster in
+``HOOKLINE_KAFKA_BOOTSTRAP_SERVERS``; testcontainers' Kafka when a Docker
+engine answers; the project's own launcher (``shared.localkafka``), started on
+free ports with a fresh data folder and stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.kafka import ensure_topics
+from shared.settings import Settings
+from shared.topics import Topics, topic_registry
+
+TEST_SECRET_KEY = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG0="  # base64 of 32 test bytes
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@dataclass
+class BrokerHandle:
+    bootstrap: str
+    source: str
+    version: str
+    local: Any = None  # LocalKafka when the launcher started it
+    _stop: list[Any] = field(default_factory=list)
+
+
+_BROKER: BrokerHandle | None = None
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def _start_broker() -> BrokerHandle:
+    env = os.environ.get("HOOKLINE_KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        return BrokerHandle(env, "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS", "external cluster")
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+        container.start()
+        handle = BrokerHandle(container.get_bootstrap_server(), "testcontainers", "4.1.1")
+        handle._stop.append(container.stop)
+        return handle
+    from shared.localkafka import LocalKafka
+
+    data = Path(tempfile.mkdtemp(prefix="hookline-kafka-"))
+    broker = LocalKafka(port=_free_port_pair(), data_dir=data)
+    bootstrap = broker.start()
+    status = broker.status()
+    handle = BrokerHandle(bootstrap, "local launcher", status.version or "?", local=broker)
+    handle._stop.append(broker.stop)
+    handle._stop.append(lambda: __import__("shutil").rmtree(data, ignore_errors=True))
+    return handle
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _BROKER
+    if os.environ.get("HOOKLINE_TESTS_NO_KAFKA"):
+        return
+    _BROKER = _start_broker()
+    os.environ.setdefault("HOOKLINE_TEST_BOOTSTRAP", _BROKER.bootstrap)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _BROKER is None:
+        return "kafka: none (HOOKLINE_TESTS_NO_KAFKA)"
+    return f"kafka: Apache Kafka {_BROKER.version} via {_BROKER.source} at {_BROKER.bootstrap}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _BROKER is not None:
+        for stop in _BROKER._stop:
+            with contextlib.suppress(Exception):
+                stop()
+
+
+@pytest.fixture(scope="session")
+def broker() -> BrokerHandle:
+    if _BROKER is None:
+        pytest.skip("no Kafka broker in this session")
+    return _BROKER
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: BrokerHandle) -> str:
+    return broker.bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix of this test's own: no test reads another's records."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(bootstrap: str, topic_prefix: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=topic_prefix,
+        topic_partitions=3,
+        secret_key=TEST_SECRET_KEY,
+        admin_token=[TEST_ADMIN_TOKEN],
+        allow_private_destinations=True,
+        allow_insecure_urls=True,
+        retry_schedule=(0.2, 0.4, 0.8),
+        retry_jitter=0.0,
+        breaker_cooldown=1.0,
+    )
+
+
+@pytest.fixture
+async def topics(settings: Settings) -> Topics:
+    """Every registry topic created under this test's prefix."""
+    registry = topic_registry(
+        settings.topic_prefix,
+        partitions=settings.topic_partitions,
+        retry_tiers=len(settings.retry_schedule),
+    )
+    await ensure_topics(settings.kafka_bootstrap_servers, registry)
+    return registry
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.exists():
+        pytest.skip(f"fixtures not found at {FIXTURES}")
+    return FIXTURES
