@@ -1,0 +1,13 @@
+"""Benchmarks against the real broker: ``make bench`` runs every module listed in BENCHMARKS.
+
+Each benchmark module has ``async def run(bootstrap: str) -> dict`` returning
+one result: ``{"name": ..., "figures": {...}, "baseline": {...} | None,
+"ratio": float | None, "aim": str}``. Results are printed as a table and
+written to ``bench-results.json`` at the project root.
+"""
+
+BENCHMARKS: tuple[str, ...] = (
+    "bench.ingress",
+    "bench.dispatcher",
+    "bench.delivery",
+)
