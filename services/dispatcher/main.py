@@ -1,0 +1,131 @@
+"""``hookline dispatcher``: the dispatcher, the chosen engine adapter, and the health routes.
+
+Start: JSON logging; topics checked (created when missing); the config view
+read to its end; the dispatcher (and, with ``HOOKLINE_ENGINE=local``, the local
+engine) started; ``/healthz``, ``/readyz``, ``/metrics`` served on
+``HOOKLINE_DISPATCHER_PORT``. SIGTERM or SIGINT: stop fetching, let the batch in
+hand commit its transaction, exit 0. A component that fails (fenced by a newer
+instance with the same transactional id, or the broker lost for good) makes the
+process exit 1 so its supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from shared.config_view import ConfigView
+from shared.health import Readiness, health_routes
+from shared.kafka import ensure_topics
+from shared.logging import configure_logging
+from shared.settings import Settings
+from shared.topics import topic_registry
+
+from ._dispatcher import Dispatcher
+from ._engine import KafkaEngine, LocalEngine
+from ._nodes import NodePolicy
+
+log = logging.getLogger("services.dispatcher")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def replica_id() -> str:
+    """Stable per replica: a restarted process fences its predecessor's open transaction."""
+    return socket.gethostname() or "dispatcher"
+
+
+def run(settings: Settings) -> int:
+    configure_logging("dispatcher", settings.log_level)
+    try:
+        return asyncio.run(_main(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _main(settings: Settings) -> int:
+    bootstrap = settings.kafka_bootstrap_servers
+    topics = topic_registry(
+        settings.topic_prefix,
+        partitions=settings.topic_partitions,
+        retry_tiers=len(settings.retry_schedule),
+    )
+    await ensure_topics(bootstrap, topics, replication_factor=settings.replication_factor)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    replica = replica_id()
+    readiness = Readiness()
+    async with ConfigView(bootstrap, topics.config) as view:
+        readiness.add("config", lambda: view.ready)
+        await view.wait_ready()
+        dispatcher = Dispatcher(
+            bootstrap, topics, view, transactional_id=f"{topics.prefix}dispatcher-{replica}"
+        )
+        engine: KafkaEngine | LocalEngine = KafkaEngine()
+        if settings.engine == "local":
+            engine = LocalEngine(
+                bootstrap,
+                topics,
+                view,
+                transactional_id=f"{topics.prefix}engine-{replica}",
+                policy=NodePolicy(
+                    http_timeout=settings.request_timeout,
+                    allow_insecure_urls=settings.allow_insecure_urls,
+                    allow_private_destinations=settings.allow_private_destinations,
+                ),
+            )
+        async with dispatcher, engine:
+            readiness.add("dispatcher", lambda: dispatcher.running)
+            readiness.add("engine", lambda: engine.running)
+            app = Starlette(routes=health_routes(readiness))
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.host,
+                    port=settings.dispatcher_port,
+                    log_config=None,
+                    lifespan="off",
+                    access_log=False,
+                )
+            )
+            serving = asyncio.create_task(server.serve(), name="health-server")
+            log.info(
+                "dispatcher started",
+                extra={
+                    "engine": settings.engine,
+                    "replica": replica,
+                    "port": settings.dispatcher_port,
+                },
+            )
+            while (
+                not stop.is_set() and dispatcher.running and engine.running and not serving.done()
+            ):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+            log.info("dispatcher stopping; finishing the transaction in hand")
+            dispatcher.stop()
+            engine.stop()
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serving
+        failure = dispatcher.failure or engine.failure
+    if failure is not None:
+        log.error("dispatcher stopped after a failure", extra={"error": repr(failure)})
+        return 1
+    log.info("dispatcher stopped")
+    return 0
