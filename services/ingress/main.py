@@ -1,0 +1,108 @@
+"""``hookline ingress``: the public app and the admin app, two uvicorn servers, one loop.
+
+Lifecycle: both servers start (each runs its app's lifespan); SIGTERM or SIGINT
+sets both to exit: they stop accepting connections, let in-flight requests
+finish, run the lifespans' shutdown (the producer drains), and ``run`` returns
+0. If either server fails to start, the other is stopped too and ``run``
+returns 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+from collections.abc import Generator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+log = logging.getLogger("hookline.ingress")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`run` (two servers share it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _server(app: ASGIApp, settings: Settings, port: int) -> _Server:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        server_header=False,
+    )
+    return _Server(config)
+
+
+def _apps(settings: Settings) -> list[tuple[str, ASGIApp, int]]:
+    from services.ingress import create_ingress_app
+
+    apps: list[tuple[str, ASGIApp, int]] = [
+        ("public", create_ingress_app(settings), settings.ingress_port)
+    ]
+    try:
+        from services.ingress.admin import (  # type: ignore[import-not-found,unused-ignore]
+            create_admin_app,
+        )
+    except ImportError as exc:
+        log.error("admin API unavailable; serving the public app only", extra={"error": repr(exc)})
+    else:
+        apps.append(("admin", create_admin_app(settings), settings.admin_port))
+    return apps
+
+
+async def serve(settings: Settings) -> int:
+    servers = [(name, _server(app, settings, port)) for name, app, port in _apps(settings)]
+
+    def stop() -> None:
+        for _, server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    tasks = [
+        asyncio.create_task(server.serve(), name=f"uvicorn-{name}") for name, server in servers
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()  # one server ended (signal or failed start): the other follows
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    failed = [
+        name
+        for (name, server), task in zip(servers, tasks, strict=True)
+        if not server.started or (task.done() and task.exception() is not None)
+    ]
+    if failed:
+        log.error("ingress stopped after a failure", extra={"servers": failed})
+        return 1
+    log.info("ingress stopped")
+    return 0
+
+
+def run(settings: Settings) -> int:
+    configure_logging("ingress", settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # Windows: the default loop serves too
+        return asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(settings))
