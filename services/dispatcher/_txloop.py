@@ -226,7 +226,9 @@ class TransactionalLoop:
                     continue
                 async with self._batch_lock:
                     if generation != self._generation:
-                        continue  # a rebalance came between fetch and now
+                        # A rebalance came between fetch and now: these records may be stale.
+                        await self._reset_to_committed(consumer, batch)
+                        continue
                     await self._transact(consumer, batch)
         except ProducerFenced as exc:
             log.error(
@@ -267,6 +269,21 @@ class TransactionalLoop:
             return
         self.committed()
         self.committed_batches += 1
+
+    @staticmethod
+    async def _reset_to_committed(
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        assigned = consumer.assignment()
+        for tp in batch:
+            if tp not in assigned:
+                continue
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
 
     @staticmethod
     def _rewind(
