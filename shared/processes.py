@@ -1,0 +1,138 @@
+"""Child processes of hookline: start, wait until ready, stop in order, or kill.
+
+``hookline dev`` runs the services this way with their output prefixed on the
+terminal; the end-to-end and fault suites run replicas this way with their
+output in files, and SIGKILL them to prove nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+HOOKLINE = [sys.executable, "-m", "shared.cli"]
+
+
+class ServiceProcess:
+    """One child process; output goes to ``log_path`` or, prefixed, to ``echo``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        ready_url: str | None = None,
+        log_path: Path | None = None,
+        echo: IO[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **(env or {})}
+        self.ready_url = ready_url
+        self.log_path = log_path
+        self.echo = echo
+        self.cwd = cwd
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self.starts += 1
+        stdout: int | IO[bytes]
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            # Opening a local log file is quick; the child keeps its own descriptor.
+            stdout = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230
+        else:
+            stdout = asyncio.subprocess.PIPE
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
+            )
+        finally:
+            if not isinstance(stdout, int):
+                stdout.close()
+        if self.proc.stdout is not None:
+            self._pump = asyncio.create_task(self._copy_output(self.proc.stdout))
+
+    async def _copy_output(self, stream: asyncio.StreamReader) -> None:
+        prefix = f"{self.name:<10} | "
+        while line := await stream.readline():
+            if self.echo is not None:
+                self.echo.write(prefix + line.decode(errors="replace"))
+                self.echo.flush()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``ready_url`` answers 200 (or only that the process lives, without one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if not self.running:
+                    raise RuntimeError(f"{self.name} exited with {self.returncode()}")
+                if self.ready_url is None:
+                    return
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.ready_url)).status_code == 200:
+                        return
+                if loop.time() > deadline:
+                    raise TimeoutError(f"{self.name} not ready at {self.ready_url} in {timeout}s")
+                await asyncio.sleep(0.1)
+
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    async def stop(self, grace: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                await self.kill()
+        await self._finish_pump()
+        return self.proc.returncode
+
+    async def kill(self) -> None:
+        """SIGKILL the process (and anything it started), as a crash would."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+        await self._finish_pump()
+
+    async def _finish_pump(self) -> None:
+        if self._pump is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pump, 2.0)
+            self._pump = None
