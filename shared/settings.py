@@ -65,6 +65,10 @@ class Settings(BaseSettings):
 
     # Dispatcher
     engine: Literal["kafka", "local"] = "kafka"
+    replica_id: str | None = Field(
+        default=None,
+        description="stable per replica (transactional ids); the host name when unset",
+    )
 
     # Delivery
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = STANDARD_RETRY_SCHEDULE
