@@ -45,6 +45,9 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> _Server:
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         server_header=False,
+        # The app reads X-Forwarded-For itself, from HOOKLINE_TRUSTED_PROXIES only;
+        # uvicorn's own rewrite would trust loopback peers behind our back.
+        proxy_headers=False,
     )
     return _Server(config)
 

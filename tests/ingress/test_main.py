@@ -1,0 +1,99 @@
+"""``hookline ingress`` as a process: serves on its port, logs JSON, exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from shared.topics import Topics
+from tests.conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
+from tests.configtools import put_entities, webhook
+from tests.ingress.helpers import github_headers
+from tests.kafkatools import read_topic, wait_until
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
+    settings: Settings, topics: Topics, tmp_path: Path
+):
+    await put_entities(
+        settings.kafka_bootstrap_servers,
+        topics.config,
+        webhook("gh", provider="github", secrets=["proc-secret"]),
+    )
+    port, admin_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "HOOKLINE_SECRET_KEY": TEST_SECRET_KEY,
+        "HOOKLINE_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "HOOKLINE_HOST": "127.0.0.1",
+        "HOOKLINE_INGRESS_PORT": str(port),
+        "HOOKLINE_ADMIN_PORT": str(admin_port),
+    }
+    log_path = tmp_path / "ingress.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "ingress"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+                async def ready() -> bool:
+                    assert process.poll() is None, log_path.read_text()
+                    try:
+                        return (await http.get("/readyz")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await wait_until(ready, timeout=30, interval=0.2, message="ingress ready")
+                delivery = str(uuid.uuid4())
+                body = b'{"ref": "refs/heads/main"}'
+                headers = {
+                    **github_headers("proc-secret", body, "push", delivery),
+                    "Content-Type": "application/json",
+                    "X-Forwarded-For": "203.0.113.50",
+                }
+                response = await http.post("/webhooks/gh/github", content=body, headers=headers)
+                assert response.status_code == 202, response.text
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) == 0, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    request_lines = [line for line in lines if line.get("msg") == "webhook request"]
+    assert len(request_lines) == 1
+    line = request_lines[0]
+    assert line["status"] == 202 and line["event_id"] == delivery and line["event_type"] == "push"
+    assert line["source_ip"] == "127.0.0.1", "X-Forwarded-For is ignored without trusted proxies"
+    assert "proc-secret" not in log_path.read_text()
+    records = await read_topic(settings.kafka_bootstrap_servers, topics.inbound, min_count=1)
+    assert len(records) == 1
