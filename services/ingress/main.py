@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import math
 import signal
@@ -59,10 +60,10 @@ def _apps(settings: Settings) -> list[tuple[str, ASGIApp, int]]:
         ("public", create_ingress_app(settings), settings.ingress_port)
     ]
     try:
-        from services.ingress.admin import (  # type: ignore[import-not-found,unused-ignore]
-            create_admin_app,
-        )
-    except ImportError as exc:
+        # Imported lazily: the admin app is built in its own package.
+        admin = importlib.import_module("services.ingress.admin")
+        create_admin_app = admin.create_admin_app
+    except (ImportError, AttributeError) as exc:
         log.error("admin API unavailable; serving the public app only", extra={"error": repr(exc)})
     else:
         apps.append(("admin", create_admin_app(settings), settings.admin_port))

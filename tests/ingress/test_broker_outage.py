@@ -21,8 +21,8 @@ from shared.localkafka import LocalKafka
 from shared.messages import WebhookReceived
 from shared.settings import Settings
 from shared.topics import topic_registry
-from tests.conftest import TEST_SECRET_KEY, _free_port_pair
 from tests.configtools import put_entities, webhook
+from tests.conftest import TEST_SECRET_KEY, _free_port_pair
 from tests.ingress.helpers import github_headers, ingress_client
 from tests.kafkatools import read_topic, wait_until
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -16,8 +16,8 @@ import pytest
 
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
 from tests.configtools import put_entities, webhook
+from tests.conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
 from tests.ingress.helpers import github_headers
 from tests.kafkatools import read_topic, wait_until
 
@@ -54,18 +54,21 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
     }
     log_path = tmp_path / "ingress.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "ingress"],
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "ingress",
             cwd=ROOT,
             env=env,
             stdout=log_file,
-            stderr=subprocess.STDOUT,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
 
                 async def ready() -> bool:
-                    assert process.poll() is None, log_path.read_text()
+                    assert process.returncode is None, log_path.read_text()
                     try:
                         return (await http.get("/readyz")).status_code == 200
                     except httpx.TransportError:
@@ -82,11 +85,11 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
                 response = await http.post("/webhooks/gh/github", content=body, headers=headers)
                 assert response.status_code == 202, response.text
             process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=20) == 0, log_path.read_text()
+            assert await asyncio.wait_for(process.wait(), 20) == 0, log_path.read_text()
         finally:
-            if process.poll() is None:
+            if process.returncode is None:
                 process.kill()
-                process.wait()
+                await process.wait()
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     request_lines = [line for line in lines if line.get("msg") == "webhook request"]
