@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 DAY_MS = 24 * 3600 * 1000
+INBOUND_MAX_BYTES = 40 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,18 @@ def topic_registry(
         spec(retry_tier_name(a), "delete", 3 * DAY_MS) for a in range(2, max(retry_tiers, 1) + 2)
     ]
     specs = (
-        spec("inbound", "delete", 7 * DAY_MS),
-        spec("workflow-commands", "delete", 7 * DAY_MS),
+        # Inbound events carry bodies up to the 25 MiB ingress cap (base64 when binary):
+        # the broker's 1 MiB default would refuse them.
+        spec(
+            "inbound", "delete", 7 * DAY_MS, extra=(("max.message.bytes", str(INBOUND_MAX_BYTES)),)
+        ),
+        # A run request embeds its inbound event, so it is as large.
+        spec(
+            "workflow-commands",
+            "delete",
+            7 * DAY_MS,
+            extra=(("max.message.bytes", str(INBOUND_MAX_BYTES)),),
+        ),
         spec("workflow-events", "delete", 7 * DAY_MS),
         spec("config", "compact", None, parts=1, extra=compact_fast),
         spec("delivery-attempts", "delete", 14 * DAY_MS),

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from shared.cloudevents import KafkaRecord
 from shared.errors import BrokerUnavailable, PublishTimeout
 from shared.kafka import create_producer
+from shared.topics import INBOUND_MAX_BYTES
 
 from ._errors import BodyTooLarge
 
@@ -56,8 +57,9 @@ class Publisher:
         return self._producer is not None
 
     async def __aenter__(self) -> Self:
+        options: dict[str, Any] = {"max_request_size": INBOUND_MAX_BYTES, **self._options}
         producer = create_producer(
-            self._bootstrap, client_id="hookline-ingress", linger_ms=1, **self._options
+            self._bootstrap, client_id="hookline-ingress", linger_ms=1, **options
         )
         try:
             await asyncio.wait_for(producer.start(), self._start_timeout)
