@@ -1,0 +1,233 @@
+"""The consumer loop both kinds of input share: fetch, hand records to a step, commit.
+
+Lifecycle: ``async with`` joins the group and starts fetching; :meth:`stop`
+stops fetching; :meth:`drain` waits (up to a grace period) for the deliveries in
+flight, cancels what is left and commits; leaving the block does all three and
+closes the consumer. Offsets are committed about once a second, on revocation
+and at the end, and only up to the lowest record not yet settled. A partition
+whose unsettled records reach the bound is paused until they fall below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.delivery._metrics import UNSETTLED
+from services.delivery._offsets import OffsetBook, PartitionLedger
+from shared.kafka import create_consumer
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._loop.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop.assigned(set(assigned))
+
+
+class ConsumerLoop:
+    """Fetches one topic for a group; subclasses say what one record means in :meth:`handle`."""
+
+    name = "consumer"
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        group_id: str,
+        max_unsettled: int,
+        commit_interval: float = 1.0,
+        max_records: int = 500,
+    ) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._group_id = group_id
+        self._max_unsettled = max_unsettled
+        self._commit_interval = commit_interval
+        self._max_records = max_records
+        self.book = OffsetBook()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._backpressured: set[TopicPartition] = set()
+        self._held_until: dict[TopicPartition, float] = {}
+        self._stopping = False
+        self._last_commit = time.monotonic()
+        self.max_unsettled_seen = 0
+        self.joined = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        consumer = create_consumer(
+            self._bootstrap,
+            group_id=self._group_id,
+            client_id=f"hookline-delivery-{self.name}",
+            max_poll_records=self._max_records,
+        )
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        await consumer.start()
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"delivery-{self.name}")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+        await self.drain(0.0)
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def stop(self) -> None:
+        """Stop fetching; deliveries already started go on."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight deliveries, cancel the rest, commit."""
+        if self._in_flight and grace > 0:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+        leftovers = set(self._in_flight)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            log.warning(
+                "deliveries still in flight at shutdown; their records stay uncommitted",
+                extra={"consumer": self.name, "count": len(leftovers)},
+            )
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        await self.commit()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- rebalance ------------------------------------------------------------------------
+
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        self.book.assign(tps)
+        self.joined.set()
+
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        await self.commit(tps)
+        self.book.revoke(tps)
+        self._backpressured -= tps
+        for tp in tps:
+            self._held_until.pop(tp, None)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping:
+            try:
+                batches = await consumer.getmany(timeout_ms=100, max_records=self._max_records)
+            except KafkaError as exc:
+                log.warning(
+                    "fetch failed; retrying", extra={"consumer": self.name, "error": repr(exc)}
+                )
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batches.items():
+                ledger = self.book.ledger(tp)
+                if ledger is None:
+                    continue
+                for record in records:
+                    if self._stopping or tp in self._held_until:
+                        break
+                    if ledger.unsettled >= self._max_unsettled:
+                        consumer.seek(tp, record.offset)
+                        self._pause(tp)
+                        self._backpressured.add(tp)
+                        break
+                    if not await self.handle(tp, ledger, record):
+                        break
+                self.max_unsettled_seen = max(self.max_unsettled_seen, ledger.unsettled)
+            self._release_paused()
+            if time.monotonic() - self._last_commit >= self._commit_interval:
+                await self.commit()
+
+    async def handle(self, tp: TopicPartition, ledger: PartitionLedger, record: Any) -> bool:
+        """Take one record; return False to stop reading this partition's batch."""
+        raise NotImplementedError
+
+    def spawn(
+        self, ledger: PartitionLedger, offset: int, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run one delivery of the record at ``offset``; settle it when it completes."""
+
+        async def run() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Unsettled on purpose: the record is read again after a restart.
+                log.exception("delivery step failed", extra={"consumer": self.name})
+                return
+            ledger.settle(offset)
+
+        task = asyncio.create_task(run())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
+        """Pause ``tp`` with ``offset`` as its next record until ``until`` (monotonic)."""
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)
+        self._pause(tp)
+        self._held_until[tp] = until
+
+    def _pause(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+
+    def _release_paused(self) -> None:
+        assert self._consumer is not None
+        now = time.monotonic()
+        for tp, until in list(self._held_until.items()):
+            if until <= now:
+                del self._held_until[tp]
+                if tp not in self._backpressured:
+                    self._consumer.resume(tp)
+        for tp in list(self._backpressured):
+            ledger = self.book.ledger(tp)
+            if ledger is None or ledger.unsettled < self._max_unsettled:
+                self._backpressured.discard(tp)
+                if tp not in self._held_until:
+                    self._consumer.resume(tp)
+
+    async def commit(self, tps: set[TopicPartition] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        for tp, count in self.book.unsettled().items():
+            UNSETTLED.labels(f"{self.name}/{tp.partition}").set(count)
+        offsets = self.book.to_commit(tps)
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("offset commit failed", extra={"consumer": self.name, "error": repr(exc)})
+            return
+        self.book.committed(offsets)

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the delivery service (registered once per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ATTEMPTS = Counter("hookline_delivery_attempts_total", "Delivery attempts by outcome", ["outcome"])
+DEFERRED = Counter(
+    "hookline_delivery_deferred_total",
+    "Deliveries handed to a retry tier because their subscription's lane was full",
+)
+LATENCY = Histogram(
+    "hookline_delivery_latency_seconds",
+    "Time from request start to response (or error)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UNSETTLED = Gauge(
+    "hookline_delivery_unsettled_records", "Records taken but not yet settled", ["consumer"]
+)
