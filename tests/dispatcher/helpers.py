@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.dispatcher import Dispatcher
-from shared.cloudevents import decode_any, encode
+from shared.cloudevents import decode, decode_any, encode
 from shared.config_view import ConfigView
 from shared.kafka import create_producer
 from shared.messages import LIFECYCLE_EVENTS, RunRequested, StatusChanged, WebhookReceived
@@ -62,9 +62,7 @@ async def write_raw(
 
 
 def commands(records: list[Record]) -> list[RunRequested]:
-    return [
-        decode_any(list(r.headers.items()), r.value, expect=[RunRequested]).data for r in records
-    ]  # type: ignore[misc]
+    return [decode(list(r.headers.items()), r.value, RunRequested).data for r in records]
 
 
 def lifecycle(records: list[Record]) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from services.dispatcher import run_id_for
@@ -165,5 +166,6 @@ async def test_changelog_is_written_on_the_inbound_partition(
     assert len(set(partition_of.values())) > 1  # the test means something only across partitions
     ledger = await read_topic(bootstrap, topics.dispatcher_runs, min_count=6)
     for record in ledger:
-        webhook_id = record.value and __import__("orjson").loads(record.value)["webhook_id"]
+        assert record.value is not None
+        webhook_id = orjson.loads(record.value)["webhook_id"]
         assert record.partition == partition_of[webhook_id]
