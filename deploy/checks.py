@@ -1,11 +1,197 @@
-"""Checks of the deployment files, run by ``make lint``."""
+"""Checks of the deployment files, run by ``make lint`` (``python -m deploy.checks``).
+
+* Kubernetes: every kustomization under ``deploy/k8s`` (the base and each overlay)
+  is rendered with kustomize and validated by kubeconform, strictly, against the
+  Kubernetes JSON schemas of the oldest and newest supported Kubernetes and
+  against Strimzi's CRD schemas; then the KafkaTopics are matched to the topic
+  registry and the workloads to what the deployment promises (probes, hardening,
+  drains, disruption budgets, autoscaling, an admin port that stays internal).
+* Compose: ``deploy/compose.yaml`` against the Compose Specification's schema,
+  then its wiring.
+* Dockerfile: hadolint, then the image's own rules.
+
+Tools and schemas are fetched and pinned by :mod:`deploy._tools` into
+``.cache/deploy`` on first use. ``--write-topics`` regenerates
+``deploy/k8s/base/topics.yaml`` from the topic registry.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploy import _compose, _dockerfile, _manifests, _tools
+
+DEPLOY = Path(__file__).resolve().parent
+K8S = DEPLOY / "k8s"
+BASE = K8S / "base"
+TOPICS_FILE = BASE / "topics.yaml"
+STRIMZI_KINDS = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
 
 
-def main() -> int:
+def kustomizations() -> list[Path]:
+    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def base_settings() -> dict[str, str]:
+    """The ``HOOKLINE_*`` literals of the base's configMapGenerator."""
+    doc = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    for gen in doc.get("configMapGenerator") or []:
+        if gen.get("name") == "hookline-config":
+            return dict(lit.split("=", 1) for lit in gen.get("literals") or [])
+    return {}
+
+
+def topics_yaml(settings: dict[str, str], cluster: str = "hookline") -> str:
+    replicas = int(settings.get("HOOKLINE_REPLICATION_FACTOR", "1"))
+    docs = [
+        _manifests.kafka_topic(spec, cluster=cluster, replicas=replicas)
+        for spec in _manifests.registry_for(settings)
+    ]
+    header = (
+        "# One KafkaTopic per topic of the topic registry (shared/topics.py), for the settings of\n"
+        "# kustomization.yaml. Generated: python -m deploy.checks --write-topics; make lint fails\n"
+        "# when this file and the registry disagree.\n"
+    )
+    return header + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=False)
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def section(self, title: str, problems: list[str]) -> None:
+        if problems:
+            self.failed += len(problems)
+            print(f"FAIL {title}")
+            for p in problems:
+                print(f"     - {p}")
+        else:
+            print(f"ok   {title}")
+
+
+def _fetch_all() -> dict[str, Future[Any]]:
+    pool = ThreadPoolExecutor(max_workers=6)
+    jobs: dict[str, Callable[[], Path]] = {
+        "kustomize": _tools.ensure_kustomize,
+        "kubeconform": _tools.ensure_kubeconform,
+        "k8s": _tools.ensure_k8s_schemas,
+        "strimzi": _tools.ensure_strimzi_schemas,
+        "hadolint": _tools.ensure_hadolint,
+        "compose": _tools.ensure_compose_schema,
+    }
+    futures = {name: pool.submit(job) for name, job in jobs.items()}
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _tool(futures: dict[str, Future[Any]], name: str, report: Report) -> Path | None:
+    try:
+        path: Path = futures[name].result()
+        return path
+    except _tools.ToolError as exc:
+        report.section(f"fetch {name}", [str(exc)])
+        return None
+
+
+def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
+    kustomize = _tool(futures, "kustomize", report)
+    kubeconform = _tool(futures, "kubeconform", report)
+    k8s = _tool(futures, "k8s", report)
+    strimzi: Path | None = None
+    try:
+        strimzi = futures["strimzi"].result()
+    except _tools.Unavailable as exc:
+        print(f"warn Strimzi resources not schema-checked: {exc}")
+    except _tools.ToolError as exc:
+        report.section("fetch Strimzi CRD schemas", [str(exc)])
+    if kustomize is None:
+        return
+    for directory in kustomizations():
+        label = directory.relative_to(DEPLOY.parent)
+        try:
+            text = _manifests.render(kustomize, directory)
+        except ValueError as exc:
+            report.section(f"{label}: kustomize build", [str(exc)])
+            continue
+        resources = _manifests.load(text)
+        if kubeconform is not None and k8s is not None:
+            for version in _tools.K8S_VERSIONS:
+                problems = _manifests.kubeconform(
+                    kubeconform,
+                    text,
+                    k8s_schemas=k8s,
+                    k8s_version=version,
+                    crd_schemas=strimzi,
+                    skip_kinds=() if strimzi else STRIMZI_KINDS,
+                )
+                what = "Kubernetes" + (" and Strimzi" if strimzi else "")
+                report.section(
+                    f"{label}: {len(resources)} resources valid for {what} {version}", problems
+                )
+        report.section(
+            f"{label}: KafkaTopics match the topic registry", _manifests.check_topics(resources)
+        )
+        report.section(
+            f"{label}: workloads, exposure, secrets", _manifests.check_workloads(resources)
+        )
+
+
+def check_compose(futures: dict[str, Future[Any]], report: Report) -> None:
+    path = DEPLOY / "compose.yaml"
+    try:
+        doc = _compose.load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        report.section("deploy/compose.yaml parses", [str(exc)])
+        return
+    schema = _tool(futures, "compose", report)
+    if schema is not None:
+        report.section(
+            "deploy/compose.yaml valid for the Compose Specification",
+            _compose.schema_problems(doc, schema),
+        )
+    services = ", ".join(doc.get("services") or {})
+    report.section(f"deploy/compose.yaml wiring ({services})", _compose.check_compose(doc))
+
+
+def check_dockerfile(futures: dict[str, Future[Any]], report: Report) -> None:
+    path = DEPLOY / "Dockerfile"
+    report.section("deploy/Dockerfile rules", _dockerfile.check_dockerfile(path.read_text()))
+    hadolint = _tool(futures, "hadolint", report)
+    if hadolint is not None:
+        report.section("deploy/Dockerfile hadolint", _dockerfile.hadolint(hadolint, path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.checks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--write-topics", action="store_true", help="regenerate deploy/k8s/base/topics.yaml"
+    )
+    args = parser.parse_args(argv)
+    if args.write_topics:
+        TOPICS_FILE.write_text(topics_yaml(base_settings()))
+        print(f"wrote {TOPICS_FILE.relative_to(DEPLOY.parent)}")
+        return 0
+    started = time.monotonic()
+    report = Report()
+    futures = _fetch_all()
+    check_dockerfile(futures, report)
+    check_compose(futures, report)
+    check_kubernetes(futures, report)
+    elapsed = time.monotonic() - started
+    if report.failed:
+        print(f"deploy checks: {report.failed} problem(s) ({elapsed:.1f} s)")
+        return 1
+    print(f"deploy checks: all passed ({elapsed:.1f} s)")
     return 0
 
 
