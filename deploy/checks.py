@@ -115,7 +115,11 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
     if kustomize is None:
         return
     for directory in kustomizations():
-        label = directory.relative_to(DEPLOY.parent)
+        label = (
+            directory.relative_to(DEPLOY.parent)
+            if directory.is_relative_to(DEPLOY.parent)
+            else directory
+        )
         try:
             text = _manifests.render(kustomize, directory)
         except ValueError as exc:
