@@ -92,11 +92,14 @@ class Deliverer:
         if sub is None or not sub.enabled:
             reason = "subscription deleted" if sub is None else "subscription disabled"
             return [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
-        if not self._breakers.allow(sub.id):
+        if self._breakers.blocked(sub.id):
             return self._after_failure(due, sub, error="circuit_open", outcome="skipped")
         if not await self._lanes.acquire(sub.id):
             return [self._defer(due)]
         try:
+            # Asked again with the slot in hand: failures may have opened it meanwhile.
+            if not self._breakers.allow(sub.id):
+                return self._after_failure(due, sub, error="circuit_open", outcome="skipped")
             async with self._slots:
                 result = await self._send(due, sub)
         finally:

@@ -47,6 +47,16 @@ class CircuitBreakers:
         state.probe_started = now
         return True
 
+    def blocked(self, subscription_id: str) -> bool:
+        """What :meth:`allow` would say no to, without claiming the half-open probe."""
+        state = self._states.get(subscription_id)
+        if state is None or state.opened_at is None:
+            return False
+        now = self._clock()
+        if now - state.opened_at < self._cooldown:
+            return True
+        return state.probe_started is not None and now - state.probe_started < self._cooldown
+
     def is_open(self, subscription_id: str) -> bool:
         state = self._states.get(subscription_id)
         return state is not None and state.opened_at is not None

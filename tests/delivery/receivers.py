@@ -31,6 +31,7 @@ class _Route:
     statuses: list[int] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0
 
 
 class Receiver:
@@ -71,6 +72,10 @@ class Receiver:
         """Answer ``path`` with these statuses in turn, then 200."""
         self._routes[path] = _Route(list(statuses), dict(headers))
 
+    def slow(self, path: str, delay: float) -> None:
+        """Answer ``path`` with 200 after ``delay`` seconds."""
+        self._routes[path] = _Route(delay=delay)
+
     def hang(self, path: str) -> None:
         """Never answer ``path`` (until the receiver closes)."""
         self._routes[path] = _Route(hang=True)
@@ -83,13 +88,13 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Received(request.path, dict(request.headers), body, time.monotonic())
-        )
+        self.requests.append(Received(request.path, dict(request.headers), body, time.monotonic()))
         route = self._routes.get(request.path)
         if route is not None and route.hang:
             await self._release.wait()
             return web.Response(status=503)
+        if route is not None and route.delay:
+            await asyncio.sleep(route.delay)
         if route is not None and route.statuses:
             status = route.statuses.pop(0)
             return web.Response(status=status, text=f"status {status}", headers=route.headers)
@@ -107,7 +112,5 @@ async def publish(bootstrap: str, topic: str, events: Iterable[LifecycleEvent]) 
         futures = []
         for event in events:
             rec = encode(event, key=event.run_id, source="/tests")
-            futures.append(
-                await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
-            )
+            futures.append(await producer.send(topic, rec.value, key=rec.key, headers=rec.headers))
         await asyncio.gather(*futures)

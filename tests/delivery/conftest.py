@@ -1,0 +1,29 @@
+"""Fixtures for the delivery tests: a running service over this test's topics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+
+from services.delivery import DeliveryService
+from shared.settings import Settings
+from shared.topics import Topics
+
+
+@pytest.fixture
+def run_service(
+    settings: Settings, topics: Topics
+) -> Callable[..., AbstractAsyncContextManager[DeliveryService]]:
+    """``async with run_service(**setting_overrides) as service:`` — joined and ready."""
+
+    @asynccontextmanager
+    async def run(resolver: Any = None, **overrides: Any) -> AsyncIterator[DeliveryService]:
+        tuned = settings.model_copy(update=overrides)
+        async with DeliveryService(tuned, resolver=resolver) as service:
+            await service.wait_joined()
+            yield service
+
+    return run
