@@ -1,0 +1,239 @@
+"""The admin API's operations: one table that makes both the routes and the OpenAPI document.
+
+Each :class:`Operation` names its method, path, handler and the pydantic models
+of its body, query and answers; :func:`starlette_routes` groups them by path
+(so a wrong method gets a 405 with the right ``Allow``) and
+:func:`services.ingress.admin.openapi.openapi_document` describes the same table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from shared.errors import HooklineError
+
+from .context import AdminContext
+from .deliveries import DeliveryHandlers
+from .models import (
+    DeliveryDetail,
+    DeliveryList,
+    DeliveryQuery,
+    ErrorOut,
+    PublishedOut,
+    PublishEventIn,
+    RecoverIn,
+    RecoverOut,
+    RedeliveryOut,
+    WriteQuery,
+)
+from .resources import RESOURCES, Resource
+from .web import ApiError
+
+log = logging.getLogger("hookline.admin")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+REQUESTS = Counter(
+    "hookline_admin_requests_total",
+    "Admin API requests by operation and status.",
+    ["operation", "status"],
+)
+LATENCY = Histogram(
+    "hookline_admin_request_seconds",
+    "Admin API request latency by operation.",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    description: str
+    model: type[BaseModel] | None = None
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    answers: dict[int, Answer]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    merge_patch: bool = False
+    query: type[BaseModel] | None = None
+    if_match: bool = False
+    errors: tuple[int, ...] = field(default=())
+
+    def all_answers(self) -> dict[int, Answer]:
+        """The operation's own answers and the errors it can give."""
+        out = dict(self.answers)
+        codes = {401, *self.errors}
+        if self.body is not None:
+            codes |= {400, 413, 415, 422}
+        if self.query is not None:
+            codes.add(422)
+        if self.if_match:
+            codes.add(412)
+        if "{id}" in self.path:
+            codes.add(404)
+        for code in sorted(codes):
+            out.setdefault(code, Answer(ERROR_TEXT[code], ErrorOut, ERROR_HEADERS.get(code, ())))
+        return out
+
+
+ERROR_TEXT = {
+    400: "The body is not JSON.",
+    401: "No valid bearer token.",
+    404: "No such entity.",
+    409: "It exists already, or cannot be done in its present state.",
+    412: "`If-Match` names a version that is not the current one.",
+    413: "The body is too large.",
+    415: "The body is not JSON.",
+    422: "Validation failed; `details` lists the failing fields.",
+    503: "Kafka did not answer in time; the outcome of a write is unknown (retry with `If-Match`).",
+}
+ERROR_HEADERS = {412: ("ETag",), 503: ("Retry-After",), 401: ("WWW-Authenticate",)}
+WRITE_HEADERS = ("ETag", "Hookline-Result", "Hookline-Changed-Fields")
+
+
+def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: ignore[type-var]
+    kind, plural = resource.label, resource.plural
+    base, item = f"/v1/{plural}", f"/v1/{plural}/{{id}}"
+    out_model, tag = resource.out_model, plural
+    ops = [
+        Operation(
+            "GET", base, resource.list, f"list_{plural}", f"List {plural} (by id, paged)", tag,
+            {200: Answer(f"A page of {plural}.", resource.list_model)},
+            query=resource.query_model,
+        ),
+        Operation(
+            "POST", base, resource.create, f"create_{kind}", f"Create a {kind}", tag,
+            {201: Answer(f"Created; a new secret is shown whole in this answer only.", out_model, ("ETag", "Location"))},
+            body=resource.in_model,
+            errors=(409, 503),
+        ),
+        Operation(
+            "GET", item, resource.get, f"get_{kind}", f"Get a {kind}", tag,
+            {200: Answer(f"The {kind}; secrets as hints only.", out_model, ("ETag",))},
+        ),
+        Operation(
+            "PUT", item, resource.replace, f"put_{kind}",
+            f"Replace a {kind}, or create it; the same state again changes nothing", tag,
+            {
+                200: Answer("Replaced, or unchanged (`Hookline-Result`).", out_model, WRITE_HEADERS),
+                201: Answer("Created.", out_model, ("ETag", "Location", "Hookline-Result")),
+            },
+            body=resource.in_model, query=WriteQuery, if_match=True, errors=(503,),
+        ),
+        Operation(
+            "PATCH", item, resource.patch, f"patch_{kind}", f"Change some fields of a {kind} (JSON merge patch)", tag,
+            {200: Answer("Patched, or unchanged.", out_model, WRITE_HEADERS)},
+            body=resource.in_model, merge_patch=True, if_match=True, errors=(503,),
+        ),
+        Operation(
+            "DELETE", item, resource.delete, f"delete_{kind}", f"Delete a {kind} (a tombstone)", tag,
+            {204: Answer("Deleted.")},
+            if_match=True, errors=(503,),
+        ),
+    ]
+    if resource.rotate_model is not None:
+        ops.append(
+            Operation(
+                "POST", f"{item}/rotate-secret", resource.rotate, f"rotate_{kind}_secret",
+                f"Rotate a {kind}'s secret; the old ones stay valid for the grace period", tag,
+                {200: Answer("Rotated; the new secret is shown whole in this answer only.", out_model, WRITE_HEADERS)},
+                body=resource.rotate_model, body_required=False, if_match=True, errors=(409, 503),
+            )
+        )
+    return ops
+
+
+def operations(ctx: AdminContext) -> list[Operation]:
+    ops: list[Operation] = []
+    for factory in RESOURCES:
+        ops += entity_operations(factory(ctx))
+    deliveries = DeliveryHandlers(ctx)
+    ops += [
+        Operation(
+            "POST", "/v1/events", deliveries.publish_event, "publish_event",
+            "Publish a workflow lifecycle event (to workflow-events, keyed by run id)", "events",
+            {202: Answer("Acknowledged by Kafka.", PublishedOut)},
+            body=PublishEventIn, errors=(503,),
+        ),
+        Operation(
+            "GET", "/v1/deliveries", deliveries.list, "list_deliveries",
+            "List deliveries, newest first", "deliveries",
+            {200: Answer("A page of deliveries.", DeliveryList)},
+            query=DeliveryQuery,
+        ),
+        Operation(
+            "GET", "/v1/deliveries/{id}", deliveries.get, "get_delivery",
+            "Get a delivery and its attempts", "deliveries",
+            {200: Answer("The delivery.", DeliveryDetail)},
+        ),
+        Operation(
+            "POST", "/v1/deliveries/{id}/redeliver", deliveries.redeliver, "redeliver",
+            "Send a delivery again, with the same webhook-id", "deliveries",
+            {202: Answer("Handed to the delivery service.", RedeliveryOut)},
+            errors=(409, 503),
+        ),
+        Operation(
+            "POST", "/v1/subscriptions/{id}/recover", deliveries.recover, "recover_subscription",
+            "Send again every delivery of a subscription that failed since a time", "deliveries",
+            {202: Answer("Handed to the delivery service.", RecoverOut)},
+            body=RecoverIn, errors=(503,),
+        ),
+    ]
+    return ops
+
+
+def _instrument(op: Operation) -> Handler:
+    name = op.operation_id
+
+    async def handle(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await op.handler(request)
+        except ApiError as exc:
+            response = exc.response()
+        except HooklineError as exc:
+            status = getattr(exc, "status_code", 503)
+            response = ApiError(status, type(exc).__name__, str(exc)).response()
+        REQUESTS.labels(name, str(response.status_code)).inc()
+        LATENCY.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    return handle
+
+
+def starlette_routes(ops: Sequence[Operation]) -> list[BaseRoute]:
+    """One route per path; the method picks the operation."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for op in ops:
+        by_path.setdefault(op.path, {})[op.method] = _instrument(op)
+    routes: list[BaseRoute] = []
+    for path, handlers in by_path.items():
+
+        def dispatch(table: dict[str, Handler]) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                method = "GET" if request.method == "HEAD" else request.method
+                return await table[method](request)
+
+            return endpoint
+
+        routes.append(Route(path, dispatch(handlers), methods=list(handlers)))
+    return routes
