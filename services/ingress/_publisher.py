@@ -57,7 +57,14 @@ class Publisher:
         return self._producer is not None
 
     async def __aenter__(self) -> Self:
-        options: dict[str, Any] = {"max_request_size": INBOUND_MAX_BYTES, **self._options}
+        options: dict[str, Any] = {
+            "max_request_size": INBOUND_MAX_BYTES,
+            # aiokafka keeps one open batch per partition and makes a send wait while it
+            # is full: with the 16 KiB default, webhook-sized records (a few KiB each)
+            # went two to a round trip. Larger batches carry a burst in one.
+            "max_batch_size": 1024 * 1024,
+            **self._options,
+        }
         producer = create_producer(
             self._bootstrap, client_id="hookline-ingress", linger_ms=1, **options
         )

@@ -1,0 +1,412 @@
+"""Ingress throughput and latency: GitHub-signed posts answered 202 after acks=all.
+
+Side by side in one run, on the same server (uvicorn, httptools, uvloop, one
+process) and the same load generator (another process): the real ingress app
+against the real broker, and a bare Starlette handler that answers 202 without
+doing anything. Each gets a closed loop at fixed concurrency (the peak rate),
+then an open loop at 70% of its own peak (latency measured from each request's
+scheduled send time, so a stall is not hidden by the generator waiting).
+
+``python -m bench ingress`` runs it; the two subcommands below are its helper
+processes (``serve`` and ``load``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "github" / "push" / "payload.json"
+SECRET = "bench-github-secret"
+SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
+WEBHOOK_ID = "bench-gh"
+CONCURRENCY = 32
+WARMUP = 2.0
+DURATION = 8.0
+LOAD_FACTOR = 0.7
+POOL = 128
+
+
+# -- the servers (helper process) ----------------------------------------------------------
+
+
+def _bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def accept(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"id": request.headers.get("x-github-delivery")}, status_code=202)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{webhook_id}/github", accept, methods=["POST"]),
+            Route("/readyz", healthz),
+        ]
+    )
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+    import uvloop
+
+    from shared.logging import configure_logging
+    from shared.settings import Settings
+
+    if kind == "hookline":
+        from services.ingress import create_ingress_app
+
+        # Production logging: one JSON line per request (written to /dev/null here).
+        configure_logging("ingress", "INFO")
+        app = create_ingress_app(Settings())
+    else:
+        app = _bare_app()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(uvicorn.Server(config).serve())
+
+
+# -- the load generator (helper process) ---------------------------------------------------
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, done: Any) -> None:
+        self._done = done
+        self._buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.started = 0.0
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, started: float) -> None:
+        self.started = started
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self._buffer[:end]).lower()
+            length = 0
+            marker = head.find(b"content-length:")
+            if marker >= 0:
+                eol = head.find(b"\r\n", marker)
+                length = int(head[marker + 15 : eol if eol >= 0 else len(head)])
+            if len(self._buffer) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            del self._buffer[: end + 4 + length]
+            self._done(self, status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class _Requests:
+    """Signed GitHub push deliveries; the delivery id differs per request (it is not signed)."""
+
+    def __init__(self, port: int) -> None:
+        body = FIXTURE.read_bytes()
+        digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        self._head = (
+            f"POST /webhooks/{WEBHOOK_ID}/github HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            "User-Agent: GitHub-Hookshot/bench\r\n"
+            "X-GitHub-Event: push\r\n"
+            f"X-Hub-Signature-256: sha256={digest}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        ).encode()
+        self._body = body
+        self._prefix = uuid.uuid4().hex[:12]
+        self._n = 0
+
+    def next(self) -> bytes:
+        self._n += 1
+        delivery = f"X-GitHub-Delivery: {self._prefix}-{self._n:010d}\r\n\r\n".encode()
+        return self._head + delivery + self._body
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _load(port: int, concurrency: int, duration: float, rate: float | None) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    requests = _Requests(port)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    idle: deque[_Connection] = deque()
+    pending: deque[float] = deque()
+    measuring_from = [float("inf")]
+    stop_at = [float("inf")]
+
+    def done(conn: _Connection, status: int) -> None:
+        now = time.perf_counter()
+        if conn.started >= measuring_from[0] and conn.started < stop_at[0]:
+            latencies.append(now - conn.started)
+            statuses[status] = statuses.get(status, 0) + 1
+        if now >= stop_at[0]:
+            return
+        if rate is None:  # closed loop: the next request goes out at once
+            conn.send(requests.next(), now)
+        elif pending:
+            conn.send(requests.next(), pending.popleft())
+        else:
+            idle.append(conn)
+
+    size = concurrency if rate is None else POOL
+    conns = []
+    for _ in range(size):
+        transport, conn = await loop.create_connection(lambda: _Connection(done), "127.0.0.1", port)
+        conn.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns.append(conn)
+    start = time.perf_counter()
+    measuring_from[0] = start + WARMUP
+    stop_at[0] = start + WARMUP + duration
+    if rate is None:
+        for conn in conns:
+            conn.send(requests.next(), time.perf_counter())
+        await asyncio.sleep(WARMUP + duration)
+    else:
+        idle.extend(conns)
+        sent = 0
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at[0]:
+                break
+            due = int((now - start) * rate)
+            while sent < due:
+                intended = start + sent / rate  # latency counts from here
+                sent += 1
+                if idle:
+                    idle.popleft().send(requests.next(), intended)
+                else:
+                    pending.append(intended)
+            await asyncio.sleep(0.0005)
+    await asyncio.sleep(0.5)  # let the last responses land
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    count = len(latencies)
+    return {
+        "completed": count,
+        "accepted": statuses.get(202, 0),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "requests_per_s": count / duration,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+    }
+
+
+def load(port: int, concurrency: int, duration: float, rate: float | None) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(_load(port, concurrency, duration, rate))
+    print(json.dumps(result))
+
+
+# -- the orchestration (in the bench runner) -----------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("server not ready in time")
+
+
+async def _helper(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.ingress",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE if args[0] == "load" else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _run_load(port: int, rate: float | None) -> dict[str, Any]:
+    args = ["load", "--port", str(port), "--concurrency", str(CONCURRENCY)]
+    args += ["--duration", str(DURATION)]
+    if rate is not None:
+        args += ["--rate", f"{rate:.1f}"]
+    process = await _helper(*args)
+    out, _ = await process.communicate()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _measure(kind: str, env: dict[str, str]) -> dict[str, Any]:
+    port = _free_port()
+    server = await _helper("serve", "--kind", kind, "--port", str(port), env=env)
+    try:
+        await _wait_ready(port, server)
+        peak = await _run_load(port, None)
+        steady = await _run_load(port, peak["requests_per_s"] * LOAD_FACTOR)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(server.wait(), 30)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+    return {
+        "requests_per_s": round(peak["requests_per_s"], 1),
+        "p50_ms_closed_loop": round(peak["p50_ms"], 2),
+        "p99_ms_closed_loop": round(peak["p99_ms"], 2),
+        "rate_at_70pct_per_s": round(steady["requests_per_s"], 1),
+        "p50_ms_at_70pct": round(steady["p50_ms"], 2),
+        "p99_ms_at_70pct": round(steady["p99_ms"], 2),
+        "answered_202": peak["accepted"] + steady["accepted"],
+        "answered_other": (peak["completed"] - peak["accepted"])
+        + (steady["completed"] - steady["accepted"]),
+    }
+
+
+async def _prepare(bootstrap: str, prefix: str) -> None:
+    from shared.cloudevents import encode
+    from shared.crypto import SecretBox, mask
+    from shared.entities import StoredSecret, Webhook
+    from shared.kafka import create_producer, ensure_topics
+    from shared.topics import topic_registry
+
+    await ensure_topics(bootstrap, topic_registry(prefix, partitions=6))
+    now = datetime.now(UTC)
+    key = f"webhook/{WEBHOOK_ID}"
+    stored = StoredSecret(
+        ciphertext=SecretBox(SECRET_KEY).encrypt(SECRET, entity_key=key),
+        hint=mask(SECRET),
+        created_at=now,
+    )
+    hook = Webhook(
+        id=WEBHOOK_ID, provider="github", secrets=[stored], created_at=now, updated_at=now
+    )
+    record = encode(hook, key=hook.key, source="/bench")
+    async with create_producer(bootstrap) as producer:
+        await producer.send_and_wait(
+            prefix + "config", record.value, key=record.key, headers=record.headers
+        )
+
+
+async def _records_on(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from shared.kafka import topic_partitions
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
+        ends = await consumer.end_offsets(tps)
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+async def run(bootstrap: str) -> dict[str, Any]:
+    prefix = f"bench-ingress-{uuid.uuid4().hex[:8]}."
+    await _prepare(bootstrap, prefix)
+    env = {
+        **os.environ,
+        "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "HOOKLINE_TOPIC_PREFIX": prefix,
+        "HOOKLINE_TOPIC_PARTITIONS": "6",
+        "HOOKLINE_SECRET_KEY": SECRET_KEY,
+    }
+    bare = await _measure("bare", env)
+    ours = await _measure("hookline", env)
+    ours["events_on_inbound"] = await _records_on(bootstrap, prefix + "inbound")
+    ratio = ours["requests_per_s"] / bare["requests_per_s"] if bare["requests_per_s"] else None
+    return {
+        "name": "ingress",
+        "figures": ours,
+        "baseline": bare,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "aim": ">= 0.6 of the bare handler's requests/s; p99 < 25 ms at 70% of peak",
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--kind", choices=["hookline", "bare"], required=True)
+    s.add_argument("--port", type=int, required=True)
+    ld = sub.add_parser("load")
+    ld.add_argument("--port", type=int, required=True)
+    ld.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    ld.add_argument("--duration", type=float, default=DURATION)
+    ld.add_argument("--rate", type=float, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.kind, args.port)
+    else:
+        load(args.port, args.concurrency, args.duration, args.rate)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
