@@ -166,6 +166,11 @@ def kafka_topic(spec: TopicSpec, *, cluster: str, replicas: int) -> Resource:
 def check_topics(resources: list[Resource], settings: Mapping[str, str] | None = None) -> list[str]:
     """The KafkaTopics must be exactly the registry's topics, with its settings."""
     settings = settings_of(resources) if settings is None else settings
+    if not any(r.get("kind") in ("Kafka", "KafkaTopic") for r in resources):
+        # Kafka is not managed here: then `hookline topics` must create the topics.
+        if any(_runs_topics(r) for r in resources if r.get("kind") == "Job"):
+            return []
+        return ["no KafkaTopics and no Job that runs `hookline topics`: nothing creates the topics"]
     expected = {s.name: s for s in registry_for(settings)}
     replicas = int(settings.get("HOOKLINE_REPLICATION_FACTOR", "1"))
     clusters = {r["metadata"]["name"] for r in resources if r.get("kind") == "Kafka"}
@@ -212,6 +217,13 @@ def check_topics(resources: list[Resource], settings: Mapping[str, str] | None =
             for key in sorted(set(have) - set(want.configs) - TOPIC_CONFIG_ALLOWED_EXTRA)
         )
     return problems
+
+
+def _runs_topics(job: Resource) -> bool:
+    return any(
+        (c.get("args") or c.get("command") or [])[-1:] == ["topics"]
+        for c in _pod_spec(job).get("containers") or []
+    )
 
 
 def _pod_spec(r: Resource) -> Resource:

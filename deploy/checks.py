@@ -141,7 +141,7 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
                     f"{label}: {len(resources)} resources valid for {what} {version}", problems
                 )
         report.section(
-            f"{label}: KafkaTopics match the topic registry", _manifests.check_topics(resources)
+            f"{label}: topics match the topic registry", _manifests.check_topics(resources)
         )
         report.section(
             f"{label}: workloads, exposure, secrets", _manifests.check_workloads(resources)

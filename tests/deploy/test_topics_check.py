@@ -141,3 +141,14 @@ def test_config_values_compare_as_the_broker_spells_them():
     config = {k: _manifests.config_value(v) for k, v in topic["spec"]["config"].items()}
     assert config == {"retention.ms": "604800000", "min.cleanable.dirty.ratio": "0.1"}
     assert _manifests.config_value(False) == "false"
+
+
+def test_without_strimzi_a_job_must_run_hookline_topics():
+    job: dict[str, Any] = {
+        "kind": "Job",
+        "metadata": {"name": "hookline-topics"},
+        "spec": {"template": {"spec": {"containers": [{"name": "t", "args": ["topics"]}]}}},
+    }
+    assert _manifests.check_topics([job], {}) == []
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["delivery"]
+    assert "nothing creates the topics" in _manifests.check_topics([job], {})[0]
