@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.dispatcher import run_id_for
+from services.dispatcher import Dispatcher, run_id_for
 from shared.cloudevents import decode
 from shared.entities import Binding
 from shared.messages import WebhookReceived
@@ -169,3 +169,52 @@ async def test_changelog_is_written_on_the_inbound_partition(
         assert record.value is not None
         webhook_id = orjson.loads(record.value)["webhook_id"]
         assert record.partition == partition_of[webhook_id]
+
+
+async def test_two_replicas_and_rebalances_keep_one_run_per_event_and_workflow(
+    bootstrap: str, topics: Topics, fixtures_dir: Path
+) -> None:
+    ids = [f"gh-{i}" for i in range(6)]
+    await put_entities(
+        bootstrap,
+        topics.config,
+        *(webhook(i, provider="github", bindings=BINDINGS[:2]) for i in ids),
+    )
+    events = [
+        push_event(fixtures_dir, webhook_id=ids[n % 6], delivery_id=f"d-{n}") for n in range(60)
+    ]
+
+    def runs_of(*dispatchers: Dispatcher) -> int:
+        return sum(d.ledger.size() for d in dispatchers)
+
+    async with running_dispatcher(bootstrap, topics) as first:
+        await write_inbound(bootstrap, topics, *events[:20])
+        await wait_until(lambda: runs_of(first) == 40, timeout=20, message="first 20 events")
+        # A second replica joins: partitions (and their ledger partitions) move to it.
+        async with running_dispatcher(bootstrap, topics) as second:
+            await wait_until(
+                lambda: (
+                    len(first.assignment()) + len(second.assignment()) == 3
+                    and bool(second.assignment())
+                ),
+                timeout=20,
+                message="the group to share the partitions",
+            )
+            await write_inbound(bootstrap, topics, *events[:40])  # 20 redeliveries, 20 new
+            await wait_until(
+                lambda: runs_of(first, second) == 80, timeout=20, message="first 40 events"
+            )
+        # The second replica leaves: the first takes its partitions back, reloading their ledger.
+        await wait_until(
+            lambda: len(first.assignment()) == 3, timeout=20, message="partitions back"
+        )
+        await write_inbound(bootstrap, topics, *events)  # 40 redeliveries, 20 new
+        await wait_until(lambda: runs_of(first) == 120, timeout=20, message="all 60 events")
+    cmds, queued = await outputs(bootstrap, topics, min_commands=120)
+    expected = {
+        (run_id_for(e.webhook_id, e.provider_event_id, w), w): 1
+        for e in events
+        for w in ("wf-ci", "wf-tags")
+    }
+    assert dict(run_counts(cmds)) == expected
+    assert dict(run_counts(queued)) == expected
