@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from services.dispatcher import run_id_for
-from shared.entities import Binding
+from shared.entities import Binding, Node
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
-from tests.dispatcher.helpers import commands, push_event, queued_events, write_inbound
+from tests.configtools import put_entities, webhook, workflow
+from tests.dispatcher.helpers import commands, lifecycle, push_event, queued_events, write_inbound
 from tests.kafkatools import read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -145,3 +145,44 @@ async def test_sigkill_mid_stream_and_restart_yield_exactly_one_run_per_event_an
     assert second.proc is not None
     second.proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(second.proc.wait, 20) == 0
+
+
+async def test_local_engine_process_runs_a_workflow_and_sigterm_exits_zero(
+    bootstrap: str,
+    settings: Settings,
+    topics: Topics,
+    fixtures_dir: Path,
+    tmp_path: Path,
+    processes: list[DispatcherProcess],
+) -> None:
+    await put_entities(
+        bootstrap,
+        topics.config,
+        workflow("wf-ci", nodes=[Node(id="note", kind="log", config={"message": "hi"})]),
+        webhook(
+            "gh-main", provider="github", bindings=[Binding(workflow_id="wf-ci", events=["*"])]
+        ),
+    )
+    proc = DispatcherProcess(settings, free_port(), tmp_path / "dispatcher.log")
+    proc.env["HOOKLINE_ENGINE"] = "local"
+    processes.append(proc)
+    proc.start()
+    await wait_until(proc.ready, timeout=30, interval=0.2, message="dispatcher ready")
+    async with httpx.AsyncClient() as client:
+        checks = (await client.get(f"http://127.0.0.1:{proc.port}/readyz")).json()["checks"]
+        metrics = (await client.get(f"http://127.0.0.1:{proc.port}/metrics")).text
+    assert checks == {"config": True, "dispatcher": True, "engine": True}
+    assert "hookline_dispatcher_runs_total" in metrics
+    await write_inbound(bootstrap, topics, push_event(fixtures_dir, delivery_id="p-local"))
+    run_id = run_id_for("gh-main", "p-local", "wf-ci")
+
+    async def succeeded() -> bool:
+        records = await read_topic(bootstrap, topics.workflow_events, timeout=2)
+        return any(
+            getattr(e, "to", None) == "succeeded" and e.run_id == run_id for e in lifecycle(records)
+        )
+
+    await wait_until(succeeded, timeout=30, interval=0.3, message="the run to succeed")
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.proc.wait, 20) == 0
