@@ -10,6 +10,8 @@ the same transaction. Lifecycle: see :class:`~._txloop.TransactionalLoop`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -22,6 +24,7 @@ from prometheus_client import Counter
 
 from shared.cloudevents import KafkaRecord, decode, encode
 from shared.config_view import ConfigView
+from shared.entities import Webhook
 from shared.errors import ConfigurationError, PoisonMessage
 from shared.kafka import topic_partitions
 from shared.messages import RunRequested, StatusChanged, WebhookReceived
@@ -62,6 +65,7 @@ class Dispatcher(TransactionalLoop):
         poll_timeout: float = 0.2,
         retry_backoff: float = 1.0,
         expire_every: float = 3600.0,
+        unknown_webhook_wait: float = 2.0,
     ) -> None:
         super().__init__(
             bootstrap_servers,
@@ -78,6 +82,46 @@ class Dispatcher(TransactionalLoop):
         self._ledger = RunLedger(bootstrap_servers, topics.dispatcher_runs, window=dedupe_window)
         self._expire_every = expire_every
         self._next_expiry = time.monotonic() + expire_every
+        self._unknown_wait = unknown_webhook_wait
+        self._unknown_since: dict[str, float] = {}
+        self._config_changed = asyncio.Event()
+        self.unknown_webhook_waits = 0
+        view.add_listener(self._on_config_change)
+
+    def _on_config_change(self, key: str, entity: object) -> None:
+        self._config_changed.set()
+
+    async def _webhook(self, webhook_id: str) -> Webhook | None:
+        """The webhook, waiting briefly when this view may lag behind the ingress's.
+
+        The ingress accepts an event only for a webhook its own view holds, so a miss
+        here is usually a webhook created a moment ago. The wait happens once per
+        unknown id per minute, so a deleted webhook costs little.
+        """
+        found = self._view.webhook(webhook_id)
+        if found is not None or self._unknown_wait <= 0:
+            return found
+        now = time.monotonic()
+        missed = self._unknown_since.get(webhook_id)
+        if missed is not None and now - missed < 60.0:
+            return None
+        deadline = now + self._unknown_wait
+        self.unknown_webhook_waits += 1
+        while True:
+            self._config_changed.clear()  # before the lookup, so no change slips between
+            found = self._view.webhook(webhook_id)
+            left = deadline - time.monotonic()
+            if found is not None or left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._config_changed.wait(), left)
+        if found is None:
+            self._unknown_since[webhook_id] = time.monotonic()
+            if len(self._unknown_since) > 10_000:
+                self._unknown_since.clear()
+        else:
+            self._unknown_since.pop(webhook_id, None)
+        return found
 
     @property
     def ledger(self) -> RunLedger:
@@ -134,7 +178,7 @@ class Dispatcher(TransactionalLoop):
             INBOUND.labels("poison").inc()
             await outbox.dead_letter(record, exc)
             return
-        webhook = self._view.webhook(event.webhook_id)
+        webhook = await self._webhook(event.webhook_id)
         if webhook is None:
             INBOUND.labels("unknown_webhook").inc()
             log.warning(

@@ -96,7 +96,7 @@ async def outputs(
 
 @contextlib.asynccontextmanager
 async def running_dispatcher(
-    bootstrap: str, topics: Topics, *, transactional_id: str | None = None
+    bootstrap: str, topics: Topics, *, transactional_id: str | None = None, **options: Any
 ) -> AsyncIterator[Dispatcher]:
     async with ConfigView(bootstrap, topics.config) as view:
         await view.wait_ready()
@@ -107,6 +107,7 @@ async def running_dispatcher(
             transactional_id=transactional_id
             or f"{topics.prefix}dispatcher-test-{uuid.uuid4().hex[:6]}",
             retry_backoff=0.2,
+            **options,
         )
         async with dispatcher:
             yield dispatcher

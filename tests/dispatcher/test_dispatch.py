@@ -133,7 +133,7 @@ async def test_events_for_unknown_webhooks_and_unbound_types_start_nothing(
         push_event(fixtures_dir, delivery_id="p-1"),  # push: wf-issues does not bind it
         push_event(fixtures_dir, delivery_id="i-1", event_type="issues.opened"),
     )
-    async with running_dispatcher(bootstrap, topics) as dispatcher:
+    async with running_dispatcher(bootstrap, topics, unknown_webhook_wait=0.3) as dispatcher:
         await wait_until(
             lambda: dispatcher.ledger.size() == 1, timeout=20, message="the issues run"
         )
@@ -218,3 +218,20 @@ async def test_two_replicas_and_rebalances_keep_one_run_per_event_and_workflow(
     }
     assert dict(run_counts(cmds)) == expected
     assert dict(run_counts(queued)) == expected
+
+
+async def test_event_for_a_webhook_created_a_moment_ago_waits_for_the_config_view(
+    bootstrap: str, topics: Topics, fixtures_dir: Path
+) -> None:
+    await write_inbound(bootstrap, topics, push_event(fixtures_dir, delivery_id="new-hook"))
+    async with running_dispatcher(bootstrap, topics, unknown_webhook_wait=15) as dispatcher:
+        # The event is in hand and the webhook unknown: only now does its config arrive.
+        await wait_until(
+            lambda: dispatcher.unknown_webhook_waits == 1, timeout=20, message="a wait"
+        )
+        await put_entities(
+            bootstrap, topics.config, webhook("gh-main", provider="github", bindings=BINDINGS[:1])
+        )
+        await wait_until(lambda: dispatcher.ledger.size() == 1, timeout=20, message="the run")
+    cmds, _ = await outputs(bootstrap, topics, min_commands=1)
+    assert [c.provider_event_id for c in cmds] == ["new-hook"]
