@@ -8,6 +8,7 @@ hop-by-hop headers that describe one connection rather than the event.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 DROPPED = frozenset(
     {
@@ -34,6 +35,7 @@ _CREDENTIAL_WORDS = ("token", "secret", "signature", "password", "auth", "cookie
 MAX_HEADERS = 100
 
 
+@lru_cache(maxsize=4096)
 def keep_header(name: str) -> bool:
     lowered = name.lower()
     if lowered in DROPPED:

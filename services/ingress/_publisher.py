@@ -66,7 +66,7 @@ class Publisher:
             **self._options,
         }
         producer = create_producer(
-            self._bootstrap, client_id="hookline-ingress", linger_ms=1, **options
+            self._bootstrap, client_id="hookline-ingress", linger_ms=0, **options
         )
         try:
             await asyncio.wait_for(producer.start(), self._start_timeout)
