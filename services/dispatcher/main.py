@@ -43,9 +43,13 @@ class _Server(uvicorn.Server):
         yield
 
 
-def replica_id() -> str:
-    """Stable per replica: a restarted process fences its predecessor's open transaction."""
-    return socket.gethostname() or "dispatcher"
+def replica_id(settings: Settings) -> str:
+    """Stable per replica: a restarted process fences its predecessor's open transaction.
+
+    ``HOOKLINE_REPLICA_ID`` wins, so replicas that share a host (tests, ``hookline
+    dev``) do not fence each other; otherwise the host name (a StatefulSet's pod name).
+    """
+    return settings.replica_id or socket.gethostname() or "dispatcher"
 
 
 def run(settings: Settings) -> int:
@@ -68,7 +72,7 @@ async def _main(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    replica = replica_id()
+    replica = replica_id(settings)
     readiness = Readiness()
     async with ConfigView(bootstrap, topics.config) as view:
         readiness.add("config", lambda: view.ready)
