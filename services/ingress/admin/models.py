@@ -36,6 +36,7 @@ from shared.messages import (
     LIFECYCLE_EVENT_TYPES,
     DeliveryOutcome,
     ErrorOccurred,
+    LifecycleEvent,
     NodeCompleted,
     SourceRecord,
     StatusChanged,
@@ -417,6 +418,13 @@ EventSource = Annotated[str, StringConstraints(min_length=1, max_length=500, pat
 class _Publish(Strict):
     id: EventId | None = Field(default=None, description="the CloudEvents id; made when absent")
     source: EventSource | None = Field(default=None, description="the CloudEvents source")
+
+    @field_validator("data", check_fields=False)
+    @classmethod
+    def _named(cls, value: LifecycleEvent) -> LifecycleEvent:
+        if not value.run_id or not value.workflow_id:
+            raise ValueError("run_id and workflow_id must not be empty")
+        return value
 
 
 class PublishWorkflowStarted(_Publish):

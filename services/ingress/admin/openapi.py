@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from .models import ErrorOut, Health
+from .models import ID_PATTERN, ErrorOut, Health
 from .routes import Operation
 
 REF = "#/components/schemas/{model}"
@@ -49,10 +49,19 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _patch_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch of ``schema``: every field optional."""
+    """A merge patch of ``schema``: every field optional, and null (back to the default)."""
     patched = copy.deepcopy(schema)
     patched.pop("required", None)
-    patched["description"] = "A JSON merge patch (RFC 7396): present fields replace, null resets."
+    for name, prop in list(patched.get("properties", {}).items()):
+        options = prop.get("anyOf")
+        if options is not None and any(o.get("type") == "null" for o in options):
+            continue
+        meta = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+        patched["properties"][name] = {"anyOf": [prop, {"type": "null"}], **meta}
+    patched["description"] = (
+        "A merge patch at the top level: a present field replaces the current value "
+        "(objects whole), null resets it to the default, an absent field stays."
+    )
     return patched
 
 
@@ -80,9 +89,10 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
         }
         parameters: list[dict[str, Any]] = []
         if "{id}" in op.path:
-            parameters.append(
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-            )
+            id_schema: dict[str, Any] = {"type": "string", "minLength": 1}
+            if not op.path.startswith("/v1/deliveries"):
+                id_schema = {"type": "string", "pattern": ID_PATTERN, "maxLength": 128}
+            parameters.append({"name": "id", "in": "path", "required": True, "schema": id_schema})
         if op.query is not None:
             parameters += _query_parameters(op.query)
         if op.if_match:
@@ -112,6 +122,8 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
         responses: dict[str, Any] = {}
         for status, answer in sorted(op.all_answers().items()):
             item: dict[str, Any] = {"description": answer.description}
+            if links := _links(op, status, ops):
+                item["links"] = links
             if answer.model is not None:
                 item["content"] = {"application/json": {"schema": ref(answer.model, "serialization")}}
             if answer.headers:
@@ -164,6 +176,26 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+    }
+
+
+def _links(op: Operation, status: int, ops: Sequence[Operation]) -> dict[str, Any]:
+    """OpenAPI links from an answer that names an id to the operations that take it."""
+    if status == 201:
+        item_path = op.path if op.path.endswith("{id}") else f"{op.path}/{{id}}"
+        expression = "$response.body#/id"
+    elif status == 200 and op.method == "GET" and not op.path.endswith("}"):
+        item_path = f"{op.path}/{{id}}"
+        expression = "$response.body#/items/0/id"
+    else:
+        return {}
+    return {
+        other.operation_id: {
+            "operationId": other.operation_id,
+            "parameters": {"id": expression},
+        }
+        for other in ops
+        if other.path.startswith(item_path) and other is not op
     }
 
 

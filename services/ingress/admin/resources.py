@@ -299,22 +299,22 @@ class Resource(Generic[E]):
         )
 
     async def patch(self, request: Request) -> Response:
-        entity_id = path_id(request)
+        current = self.require(request.path_params["id"])
+        entity_id = current.id
         patch = await read_json(request)
         if not isinstance(patch, dict):
             raise invalid(["body"], "a merge patch is a JSON object", "dict_type")
-        current = self.require(entity_id)
+        if patch.get("id") is not None and patch["id"] != entity_id:
+            raise invalid(["body", "id"], "the body's id differs from the path's")
         base = current.model_dump(mode="json", include=set(self.in_model.model_fields) - {"secret"})
-        merged = merge_patch(base, patch)
-        merged["id"] = merged.get("id") or entity_id
+        merged = {**merge_patch(base, patch), "id": entity_id}
         body = parse(self.in_model, merged, "body", self.context())
-        check_body_id(body, entity_id)
         return self.respond(
             await self.write(request, entity_id, body, must_exist=True)
         )
 
     async def delete(self, request: Request) -> Response:
-        entity_id = path_id(request)
+        entity_id = self.require(request.path_params["id"]).id
         store = self.ctx.store
         async with store.lock:
             await store.sync()
@@ -326,7 +326,7 @@ class Resource(Generic[E]):
 
     async def rotate(self, request: Request) -> Response:
         assert self.rotate_model is not None
-        entity_id = path_id(request)
+        entity_id = self.require(request.path_params["id"]).id
         raw: Any = {}
         if (await request.body()).strip():
             raw = await read_json(request)
@@ -453,16 +453,18 @@ def changed_fields(current: Entity, new: Entity) -> list[str]:
     return ["secret" if n == "secrets" else n for n in names]
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge key by key, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch at the top level: a present field replaces, ``null`` resets to the default.
+
+    Nested objects (a rate limit, the headers) are replaced whole, not merged, so what a
+    patch says about a field is all there is to know about it.
+    """
+    result = dict(target)
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = value
     return result
 
 

@@ -132,7 +132,12 @@ async def read_json(request: Request) -> Any:
 
 
 def parse(model: type[M], data: Any, where: str, context: Mapping[str, Any] | None = None) -> M:
+    """Validate ``data``; a body strictly as JSON (``0`` is not ``false``), a query laxly."""
     try:
+        if where == "body":
+            return model.model_validate_json(
+                orjson.dumps(data), strict=True, context=dict(context or {})
+            )
         return model.model_validate(data, context=dict(context or {}))
     except ValidationError as exc:
         raise from_validation_error(exc, where) from exc
@@ -163,7 +168,7 @@ def entity_headers(entity: Entity, **extra: str) -> dict[str, str]:
 def check_if_match(request: Request, current: Entity | None) -> None:
     """412 unless ``If-Match`` (when given) names the current version."""
     header = request.headers.get("if-match")
-    if header is None:
+    if header is None or not header.strip():
         return
     tags = [t.strip() for t in header.split(",") if t.strip()]
     if current is None:
