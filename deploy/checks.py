@@ -114,7 +114,8 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
         report.section("fetch Strimzi CRD schemas", [str(exc)])
     if kustomize is None:
         return
-    for directory in kustomizations():
+
+    def check(directory: Path) -> list[tuple[str, list[str]]]:
         label = (
             directory.relative_to(DEPLOY.parent)
             if directory.is_relative_to(DEPLOY.parent)
@@ -123,10 +124,11 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
         try:
             text = _manifests.render(kustomize, directory)
         except ValueError as exc:
-            report.section(f"{label}: kustomize build", [str(exc)])
-            continue
+            return [(f"{label}: kustomize build", [str(exc)])]
         resources = _manifests.load(text)
+        sections = []
         if kubeconform is not None and k8s is not None:
+            what = "Kubernetes" + (" and Strimzi" if strimzi else "")
             for version in _tools.K8S_VERSIONS:
                 problems = _manifests.kubeconform(
                     kubeconform,
@@ -136,16 +138,22 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
                     crd_schemas=strimzi,
                     skip_kinds=() if strimzi else STRIMZI_KINDS,
                 )
-                what = "Kubernetes" + (" and Strimzi" if strimzi else "")
-                report.section(
-                    f"{label}: {len(resources)} resources valid for {what} {version}", problems
+                sections.append(
+                    (f"{label}: {len(resources)} resources valid for {what} {version}", problems)
                 )
-        report.section(
-            f"{label}: topics match the topic registry", _manifests.check_topics(resources)
+        sections.append(
+            (f"{label}: topics match the topic registry", _manifests.check_topics(resources))
         )
-        report.section(
-            f"{label}: workloads, exposure, secrets", _manifests.check_workloads(resources)
+        sections.append(
+            (f"{label}: workloads, exposure, secrets", _manifests.check_workloads(resources))
         )
+        return sections
+
+    # The renders and kubeconform runs are subprocesses: run the kustomizations side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for sections in pool.map(check, kustomizations()):
+            for title, problems in sections:
+                report.section(title, problems)
 
 
 def check_compose(futures: dict[str, Future[Any]], report: Report) -> None:
