@@ -160,9 +160,7 @@ def admin_processes(tmp_path: Path) -> Iterator[list[AdminProcess]]:
         proc.stop()
 
 
-def spawn(
-    started: list[AdminProcess], settings: Settings, log_path: Path
-) -> AdminProcess:
+def spawn(started: list[AdminProcess], settings: Settings, log_path: Path) -> AdminProcess:
     proc = AdminProcess(settings, log_path).start()
     started.append(proc)
     return proc

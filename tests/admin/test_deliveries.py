@@ -68,9 +68,18 @@ async def setup_log(admin: Admin) -> None:
         attempt("d1", 2, "failed", T0 + timedelta(seconds=5)),
         attempt("d1", 3, "exhausted", T0 + timedelta(seconds=30)),
         attempt("d2", 1, "succeeded", T0 + timedelta(seconds=10)),
-        attempt("d3", 1, "failed", T0 + timedelta(seconds=20), next_attempt_at=T0 + timedelta(minutes=1)),
+        attempt(
+            "d3", 1, "failed", T0 + timedelta(seconds=20), next_attempt_at=T0 + timedelta(minutes=1)
+        ),
         attempt("d4", 1, "failed", T0 - timedelta(days=1)),
-        attempt("d5", 1, "failed", T0 + timedelta(seconds=40), subscription_id="sub-b", event_type="workflow.failed"),
+        attempt(
+            "d5",
+            1,
+            "failed",
+            T0 + timedelta(seconds=40),
+            subscription_id="sub-b",
+            event_type="workflow.failed",
+        ),
         attempt("d6", 1, "failed", T0 + timedelta(seconds=50), body=None),
     )
     await admin.client.get("/v1/subscriptions/sub-a")
@@ -158,7 +167,10 @@ async def test_recover_resends_what_failed_since_a_time(admin: Admin):
         admin.settings.kafka_bootstrap_servers, admin.topics.retry_tier(2), min_count=2
     )
     dues = [decode(list(r.headers.items()), r.value, DeliveryDue).data for r in records]
-    assert sorted((d.delivery_id, d.message_id) for d in dues) == [("d1", "msg_d1"), ("d3", "msg_d3")]
+    assert sorted((d.delivery_id, d.message_id) for d in dues) == [
+        ("d1", "msg_d1"),
+        ("d3", "msg_d3"),
+    ]
     assert {r.key for r in records} == {b"sub-a"}
     d1 = next(d for d in dues if d.delivery_id == "d1")
     assert d1.body == '{"type":"workflow.completed","n":"d1"}', "the recorded body, from attempt 1"
@@ -204,7 +216,13 @@ async def test_publish_a_lifecycle_event_over_http(admin: Admin):
         json={
             "type": "status.changed",
             "id": "evt-1",
-            "data": {"workflow_id": "wf", "run_id": "r", "occurred_at": T0.isoformat(), "from": "queued", "to": "running"},
+            "data": {
+                "workflow_id": "wf",
+                "run_id": "r",
+                "occurred_at": T0.isoformat(),
+                "from": "queued",
+                "to": "running",
+            },
         },
     )
     assert status.status_code == 202 and status.json()["id"] == "evt-1"
@@ -212,7 +230,11 @@ async def test_publish_a_lifecycle_event_over_http(admin: Admin):
     unknown = await client.post("/v1/events", json={"type": "workflow.exploded", "data": {}})
     assert unknown.status_code == 422
     missing = await client.post(
-        "/v1/events", json={"type": "workflow.failed", "data": {"workflow_id": "wf", "run_id": "r", "occurred_at": T0.isoformat()}}
+        "/v1/events",
+        json={
+            "type": "workflow.failed",
+            "data": {"workflow_id": "wf", "run_id": "r", "occurred_at": T0.isoformat()},
+        },
     )
     assert missing.status_code == 422
     assert any(d["loc"][-1] == "error" for d in missing.json()["details"])

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from shared.topics import Topics
 
 from .conftest import AUTH, Admin, AdminProcess, spawn
 
@@ -34,7 +33,9 @@ async def test_the_document_describes_every_operation(admin: Admin):
     assert "post" in paths["/v1/events"]
     schemas = doc["components"]["schemas"]
     sub_in = schemas["SubscriptionIn"]
-    assert {"url", "events", "workflow_ids", "enabled", "headers", "secret"} <= set(sub_in["properties"])
+    assert {"url", "events", "workflow_ids", "enabled", "headers", "secret"} <= set(
+        sub_in["properties"]
+    )
     assert sub_in["properties"]["secret"]["anyOf"][0]["writeOnly"] is True
     assert "422" in paths["/v1/subscriptions"]["post"]["responses"]
     assert "412" in paths["/v1/webhooks/{id}"]["put"]["responses"]
@@ -42,7 +43,7 @@ async def test_the_document_describes_every_operation(admin: Admin):
 
 
 def test_schemathesis_finds_no_server_error(
-    settings: Settings, topics: Topics, admin_processes: list[AdminProcess], tmp_path: Path
+    settings: Settings, admin_processes: list[AdminProcess], tmp_path: Path
 ):
     server = spawn(admin_processes, settings, tmp_path / "admin.log").wait_ready()
     # Every check but positive_data_acceptance: the API rightly refuses some schema-valid

@@ -30,7 +30,9 @@ async def until(client: httpx.AsyncClient, path: str, check: Any, timeout: float
         if check(response):
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"{path}: not seen within {timeout}s (last {response.status_code})")
+            raise AssertionError(
+                f"{path}: not seen within {timeout}s (last {response.status_code})"
+            )
         await asyncio.sleep(0.02)
 
 
@@ -100,7 +102,11 @@ async def test_a_restart_rebuilds_identical_state(
         await client.delete("/v1/subscriptions/sub-4")
         await client.put(
             "/v1/webhooks/gh",
-            json={"provider": "github", "secret": "github-secret-0123456789", "bindings": [{"workflow_id": "wf"}]},
+            json={
+                "provider": "github",
+                "secret": "github-secret-0123456789",
+                "bindings": [{"workflow_id": "wf"}],
+            },
         )
         await client.patch("/v1/webhooks/gh", json={"allowed_cidrs": ["10.1.0.0/16"]})
         await client.post("/v1/workflows", json={"id": "wf", "nodes": [{"id": "n", "kind": "log"}]})
@@ -152,7 +158,8 @@ async def test_no_secret_in_plaintext_in_the_config_topic_or_the_logs(
         plain.append(sub.json()["secret"])
         given = "whsec_" + base64.b64encode(b"subscription-secret-bytes-32!!!!").decode()
         answer = await client.put(
-            f"/v1/subscriptions/{sub.json()['id']}", json={"url": "https://r.example/", "secret": given}
+            f"/v1/subscriptions/{sub.json()['id']}",
+            json={"url": "https://r.example/", "secret": given},
         )
         assert answer.status_code == 200
         plain.append(given)
@@ -166,7 +173,9 @@ async def test_no_secret_in_plaintext_in_the_config_topic_or_the_logs(
         assert refused.status_code == 422 and refused_secret not in refused.text
         plain.append(refused_secret)
         # A malformed body echoes nothing of itself.
-        malformed = await client.post("/v1/webhooks", content=b'{"secret": "' + refused_secret.encode())
+        malformed = await client.post(
+            "/v1/webhooks", content=b'{"secret": "' + refused_secret.encode()
+        )
         assert malformed.status_code == 400 and refused_secret not in malformed.text
     server.stop()
 
@@ -181,6 +190,8 @@ async def test_no_secret_in_plaintext_in_the_config_topic_or_the_logs(
     for secret in plain:
         forms = {secret, secret.removeprefix("whsec_")}
         for form in forms:
-            assert form.encode() not in raw, f"a secret is in the config topic in plaintext: {form[:6]}…"
+            assert form.encode() not in raw, (
+                f"a secret is in the config topic in plaintext: {form[:6]}…"
+            )
             assert form.encode() not in log, f"a secret is in the log: {form[:6]}…"
     assert TEST_ADMIN_TOKEN.encode() not in log

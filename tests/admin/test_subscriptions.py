@@ -40,7 +40,11 @@ async def test_a_subscription_from_create_to_delete(admin: Admin):
     signature = signer.sign("msg_1", stamp, '{"a":1}')
     assert signer.verify(
         '{"a":1}',
-        {"webhook-id": "msg_1", "webhook-timestamp": str(int(stamp.timestamp())), "webhook-signature": signature},
+        {
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": signature,
+        },
     ) == {"a": 1}
 
     stored = view.subscription(sub_id)
@@ -58,7 +62,10 @@ async def test_a_subscription_from_create_to_delete(admin: Admin):
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["events"] == ["*"] and patched.json()["workflow_ids"] is None
-    assert sorted(patched.headers["hookline-changed-fields"].split(",")) == ["events", "workflow_ids"]
+    assert sorted(patched.headers["hookline-changed-fields"].split(",")) == [
+        "events",
+        "workflow_ids",
+    ]
 
     rotated = await client.post(
         f"/v1/subscriptions/{sub_id}/rotate-secret", headers={"If-Match": '"2"'}

@@ -31,7 +31,9 @@ async def test_a_webhook_from_create_to_delete(admin: Admin):
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["secret"] == GITHUB_SECRET, "the whole secret is shown once, on create"
-    assert created.headers["etag"] == '"1"' and created.headers["location"] == "/v1/webhooks/gh-main"
+    assert (
+        created.headers["etag"] == '"1"' and created.headers["location"] == "/v1/webhooks/gh-main"
+    )
     assert body["secrets"][0]["hint"].endswith("cdef") and body["secrets"][0]["active"]
     # Read your writes: the view holds it the moment the answer arrives.
     stored = view.webhook("gh-main")
@@ -73,7 +75,11 @@ async def test_a_webhook_from_create_to_delete(admin: Admin):
 
     same = await client.put(
         "/v1/webhooks/gh-main",
-        json={"provider": "github", "secret": GITHUB_SECRET, "bindings": [{"workflow_id": "wf-ci"}]},
+        json={
+            "provider": "github",
+            "secret": GITHUB_SECRET,
+            "bindings": [{"workflow_id": "wf-ci"}],
+        },
     )
     assert same.status_code == 200 and same.headers["hookline-result"] == "unchanged"
     assert same.headers["etag"] == '"3"'
@@ -99,7 +105,9 @@ async def test_a_webhook_from_create_to_delete(admin: Admin):
     records = await read_topic(admin.settings.kafka_bootstrap_servers, admin.topics.config)
     assert [r.key for r in records] == [b"webhook/gh-main"] * 5
     assert records[-1].value is None
-    versions = [decode(list(r.headers.items()), r.value, Webhook).data.version for r in records[:-1]]
+    versions = [
+        decode(list(r.headers.items()), r.value, Webhook).data.version for r in records[:-1]
+    ]
     assert versions == [1, 2, 3, 4]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.ingress.admin import create_admin_app
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 from shared.topics import Topics
-from services.ingress.admin import create_admin_app
 
 from .conftest import Admin, running_admin
 
@@ -16,7 +16,10 @@ pytestmark = pytest.mark.kafka
 
 async def test_a_workflow_from_create_to_delete(admin: Admin):
     client = admin.client
-    nodes = [{"id": "build", "kind": "log"}, {"id": "wait", "kind": "sleep", "config": {"seconds": 1}}]
+    nodes = [
+        {"id": "build", "kind": "log"},
+        {"id": "wait", "kind": "sleep", "config": {"seconds": 1}},
+    ]
     made = await client.post("/v1/workflows", json={"id": "wf-ci", "name": "CI", "nodes": nodes})
     assert made.status_code == 201, made.text
     assert [n["id"] for n in made.json()["nodes"]] == ["build", "wait"], "nodes keep their order"
@@ -24,10 +27,13 @@ async def test_a_workflow_from_create_to_delete(admin: Admin):
     assert admin.ctx.view.workflow("wf-ci") is not None
 
     dup = await client.put(
-        "/v1/workflows/wf-ci", json={"nodes": [{"id": "a", "kind": "log"}, {"id": "a", "kind": "log"}]}
+        "/v1/workflows/wf-ci",
+        json={"nodes": [{"id": "a", "kind": "log"}, {"id": "a", "kind": "log"}]},
     )
     assert dup.status_code == 422 and dup.json()["details"][0]["loc"] == ["body", "nodes"]
-    kind = await client.put("/v1/workflows/wf-ci", json={"nodes": [{"id": "a", "kind": "teleport"}]})
+    kind = await client.put(
+        "/v1/workflows/wf-ci", json={"nodes": [{"id": "a", "kind": "teleport"}]}
+    )
     assert kind.status_code == 422
     other = await client.put("/v1/workflows/wf-ci", json={"id": "wf-other", "nodes": []})
     assert other.status_code == 422 and other.json()["details"][0]["loc"] == ["body", "id"]
@@ -96,7 +102,12 @@ async def test_lists_filter_and_page_with_a_cursor(admin: Admin):
     for i, events in enumerate([["workflow.completed"], ["workflow.*"], ["*"]]):
         await client.post(
             "/v1/subscriptions",
-            json={"id": f"s{i}", "url": "https://r.example/", "events": events, "workflow_ids": ["wf-a"] if i else None},
+            json={
+                "id": f"s{i}",
+                "url": "https://r.example/",
+                "events": events,
+                "workflow_ids": ["wf-a"] if i else None,
+            },
         )
     subs = await client.get("/v1/subscriptions", params={"event_type": "workflow.failed"})
     assert [s["id"] for s in subs.json()["items"]] == ["s1", "s2"]
@@ -104,7 +115,9 @@ async def test_lists_filter_and_page_with_a_cursor(admin: Admin):
     assert [s["id"] for s in subs.json()["items"]] == ["s0"]
 
 
-async def test_every_route_but_health_needs_a_token(admin: Admin, settings: Settings, topics: Topics):
+async def test_every_route_but_health_needs_a_token(
+    admin: Admin, settings: Settings, topics: Topics
+):
     client = admin.client
     for method, path in [
         ("GET", "/v1/webhooks"),
@@ -116,7 +129,11 @@ async def test_every_route_but_health_needs_a_token(admin: Admin, settings: Sett
         ("GET", "/openapi.json"),
         ("GET", "/nowhere"),
     ]:
-        for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdA=="}):
+        for headers in (
+            {"Authorization": ""},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Basic dGVzdA=="},
+        ):
             answer = await client.request(method, path, headers=headers, json={})
             assert answer.status_code == 401, (method, path, headers)
             assert answer.headers["www-authenticate"].startswith("Bearer")
@@ -128,10 +145,19 @@ async def test_every_route_but_health_needs_a_token(admin: Admin, settings: Sett
     assert "hookline_admin_requests_total" in metrics.text
 
     # Two tokens, as during a rotation: both work.
-    rotating = settings.model_copy(update={"admin_token": [*settings.admin_token, *Settings(admin_token="next-token-abcdef").admin_token]})
+    rotating = settings.model_copy(
+        update={
+            "admin_token": [
+                *settings.admin_token,
+                *Settings(admin_token="next-token-abcdef").admin_token,
+            ]
+        }
+    )
     async with running_admin(rotating, topics) as second:
         for token in ("next-token-abcdef", settings.admin_token[0].get_secret_value()):
-            answer = await second.client.get("/v1/webhooks", headers={"Authorization": f"Bearer {token}"})
+            answer = await second.client.get(
+                "/v1/webhooks", headers={"Authorization": f"Bearer {token}"}
+            )
             assert answer.status_code == 200
 
 
@@ -147,10 +173,14 @@ async def test_malformed_requests_get_clear_4xx(admin: Admin):
     assert (await client.post("/v1/webhooks", content=b"{not json")).status_code == 400
     assert (await client.post("/v1/webhooks", content=b"")).status_code == 422
     assert (
-        await client.post("/v1/webhooks", content=b"<x/>", headers={"content-type": "application/xml"})
+        await client.post(
+            "/v1/webhooks", content=b"<x/>", headers={"content-type": "application/xml"}
+        )
     ).status_code == 415
     assert (await client.post("/v1/webhooks", json=[1, 2])).status_code == 422
-    assert (await client.post("/v1/webhooks", content=b"{" + b" " * (2 << 20) + b"}")).status_code == 413
+    assert (
+        await client.post("/v1/webhooks", content=b"{" + b" " * (2 << 20) + b"}")
+    ).status_code == 413
     wrong = await client.request("PATCH", "/v1/webhooks")
     assert wrong.status_code == 405 and set(wrong.headers["allow"].split(", ")) >= {"GET", "POST"}
     assert (await client.get("/v1/webhooks/bad%20id")).status_code == 404

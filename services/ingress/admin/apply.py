@@ -148,7 +148,9 @@ class Applier:
         generated = response.json().get("secret")
         if generated and "secret" not in entry.body and not self.dry_run:
             # A secret hookline generated is shown once; this is that once.
-            self.out.write(f"           secret: {generated}  (shown once; keep it for the receiver)\n")
+            self.out.write(
+                f"           secret: {generated}  (shown once; keep it for the receiver)\n"
+            )
 
     def ids(self, kind: str) -> list[str]:
         found: list[str] = []
@@ -205,7 +207,9 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
         raise HooklineError(f"cannot reach the admin API at {url}: {exc}") from exc
     counts = applier.counts
     summary = ", ".join(
-        f"{counts[k]} {k}" for k in ("created", "updated", "unchanged", "deleted") if counts[k] or k == "unchanged"
+        f"{counts[k]} {k}"
+        for k in ("created", "updated", "unchanged", "deleted")
+        if counts[k] or k == "unchanged"
     )
     if applier.failed:
         summary += f", {applier.failed} failed"

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -32,7 +31,6 @@ from shared.entities import Entity
 from shared.errors import BrokerUnavailable, ConfigurationError
 from shared.health import Readiness
 from shared.kafka import create_consumer, create_producer, ensure_topics, topic_partitions
-from shared.messages import Message
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 
@@ -43,6 +41,7 @@ log = logging.getLogger("hookline.admin")
 
 SOURCE = "/hookline/admin"
 VIEW_WAIT = 10.0
+DELIVERY_LOG_WAIT = 15.0
 
 
 def require_settings(settings: Settings) -> tuple[SecretBox, list[str]]:
@@ -169,9 +168,6 @@ class AdminContext:
             raise unavailable("Kafka did not acknowledge the write in time") from exc
         return meta
 
-    async def publish_message(self, topic: str, message: Message, *, key: str, **kw: Any) -> RecordMetadata:
-        return await self.publish(topic, encode(message, key=key, source=kw.pop("source", SOURCE), **kw))
-
     async def _broker_reachable(self) -> bool:
         if self._producer is None:
             return False
@@ -206,7 +202,11 @@ class AdminContext:
                 DeliveryLog(bootstrap, self.topics.delivery_attempts)
             )
             await view.wait_ready()
-            await delivery_log.wait_ready()
+            try:
+                await delivery_log.wait_ready(timeout=DELIVERY_LOG_WAIT)
+            except TimeoutError:
+                # A long log must not hold the API back; it keeps filling in behind.
+                log.warning("the delivery log is still catching up; serving meanwhile")
             self.config_partitions = [TopicPartition(self.topics.config, p) for p in partitions]
             self._producer, self._offsets, self._view, self._log = (
                 producer,

@@ -91,7 +91,7 @@ class DeliveryHandlers:
     def __init__(self, ctx: AdminContext) -> None:
         self.ctx = ctx
 
-    async def list(self, request: Request) -> Response:
+    async def list_all(self, request: Request) -> Response:
         query = parse_query(request, DeliveryQuery)
         before: tuple[datetime, str] | None = None
         if query.cursor is not None:
@@ -233,4 +233,3 @@ def _order_cursor(value: Any) -> tuple[datetime, str]:
         if at is not None and at.tzinfo is not None:
             return (at, value[1])
     raise invalid(["query", "cursor"], "not a cursor this API gave")
-

@@ -3,9 +3,10 @@
 Lifecycle: ``async with DeliveryLog(...)`` reads every partition of the topic
 from the beginning and keeps following it; :meth:`DeliveryLog.wait_ready`
 returns once it has read up to the end offsets seen at start. It holds the
-attempts of at most ``max_deliveries`` deliveries (the least recently
-attempted are forgotten first) and at most ``max_attempts`` attempts each (the
-first and the latest are kept). A record that does not parse is logged and
+attempts of at most ``max_deliveries`` deliveries in about ``max_bytes`` (the
+least recently attempted are forgotten first), at most ``max_attempts``
+attempts each (the first and the latest are kept), and one copy of a
+delivery's body. A record that does not parse is logged and
 skipped. Lookups are answered from memory.
 """
 
@@ -38,6 +39,8 @@ class DeliveryRecord:
 
     delivery_id: str
     attempts: list[DeliveryAttempted] = field(default_factory=list)
+    body: str | None = None  # the latest body recorded (kept once, not per attempt)
+    size: int = 0  # an estimate of the memory its attempts hold, in bytes
 
     @property
     def latest(self) -> DeliveryAttempted:
@@ -64,13 +67,6 @@ class DeliveryRecord:
         return (self.latest.attempted_at, self.delivery_id)
 
     @property
-    def body(self) -> str | None:
-        for attempt in reversed(self.attempts):
-            if attempt.body is not None:
-                return attempt.body
-        return None
-
-    @property
     def source(self) -> SourceRecord | None:
         for attempt in reversed(self.attempts):
             if attempt.source is not None:
@@ -88,12 +84,15 @@ class DeliveryLog:
         *,
         max_deliveries: int = 50_000,
         max_attempts: int = 50,
+        max_bytes: int = 64 * 1024 * 1024,
         poll_timeout: float = 0.2,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._max_deliveries = max_deliveries
         self._max_attempts = max(2, max_attempts)
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._poll_ms = int(poll_timeout * 1000)
         self._deliveries: OrderedDict[str, DeliveryRecord] = OrderedDict()
         self._consumer: AIOKafkaConsumer | None = None
@@ -219,7 +218,11 @@ class DeliveryLog:
             except PoisonMessage as exc:
                 log.warning(
                     "skipping invalid delivery attempt record",
-                    extra={"partition": record.partition, "offset": record.offset, "reason": exc.reason},
+                    extra={
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "reason": exc.reason,
+                    },
                 )
                 continue
             self.add(attempt)
@@ -236,8 +239,32 @@ class DeliveryLog:
             self._deliveries[attempt.delivery_id] = delivery
         else:
             self._deliveries.move_to_end(attempt.delivery_id)
+        if attempt.body is not None:
+            # One copy of the body is enough: the latest one recorded.
+            self._resize(delivery, len(attempt.body) - len(delivery.body or ""))
+            delivery.body = attempt.body
+            attempt = attempt.model_copy(update={"body": None})
         delivery.attempts.append(attempt)
+        self._resize(delivery, _size(attempt))
         if len(delivery.attempts) > self._max_attempts:
-            del delivery.attempts[1]  # keep the first and the latest
-        while len(self._deliveries) > self._max_deliveries:
-            self._deliveries.popitem(last=False)
+            dropped = delivery.attempts.pop(1)  # keep the first and the latest
+            self._resize(delivery, -_size(dropped))
+        while self._deliveries and (
+            len(self._deliveries) > self._max_deliveries or self._bytes > self._max_bytes
+        ):
+            _, evicted = self._deliveries.popitem(last=False)
+            self._bytes -= evicted.size
+
+    @property
+    def size(self) -> int:
+        """An estimate of the memory the log holds, in bytes."""
+        return self._bytes
+
+    def _resize(self, delivery: DeliveryRecord, delta: int) -> None:
+        delivery.size += delta
+        self._bytes += delta
+
+
+def _size(attempt: DeliveryAttempted) -> int:
+    texts = (attempt.response_excerpt, attempt.error, attempt.url)
+    return 600 + sum(len(t) for t in texts if t)

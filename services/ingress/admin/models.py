@@ -25,9 +25,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
     ValidationInfo,
-    RootModel,
     field_validator,
 )
 
@@ -562,4 +562,3 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, bool] | None = None
-

@@ -66,13 +66,18 @@ def _patch_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any]:
-    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization"), (Health, "serialization")]
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (ErrorOut, "serialization"),
+        (Health, "serialization"),
+    ]
     for op in ops:
         if op.body is not None:
             wanted.append((op.body, "validation"))
-        for answer in op.all_answers().values():
-            if answer.model is not None:
-                wanted.append((answer.model, "serialization"))
+        wanted.extend(
+            (answer.model, "serialization")
+            for answer in op.all_answers().values()
+            if answer.model is not None
+        )
     unique = list(dict.fromkeys(wanted))
     refs, top = models_json_schema(unique, ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
@@ -125,7 +130,9 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
             if links := _links(op, status, ops):
                 item["links"] = links
             if answer.model is not None:
-                item["content"] = {"application/json": {"schema": ref(answer.model, "serialization")}}
+                item["content"] = {
+                    "application/json": {"schema": ref(answer.model, "serialization")}
+                }
             if answer.headers:
                 item["headers"] = {
                     h: {"description": HEADER_DOCS.get(h, h), "schema": {"type": "string"}}
@@ -144,7 +151,12 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
         ),
         "/metrics": (
             "Prometheus metrics.",
-            {"200": {"description": "The text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            {
+                "200": {
+                    "description": "The text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
         ),
     }
     for path, (summary, answers) in open_ops.items():

@@ -160,7 +160,9 @@ class Resource(Generic[E]):
             headers["Hookline-Changed-Fields"] = ",".join(outcome.changed)
         if outcome.status == 201:
             headers["Location"] = f"/v1/{self.plural}/{outcome.entity.id}"
-        return model_response(self.out(outcome.entity, outcome.secret), outcome.status, headers=headers)
+        return model_response(
+            self.out(outcome.entity, outcome.secret), outcome.status, headers=headers
+        )
 
     def _stored(self, entity_id: str, plain: str, now: datetime) -> StoredSecret:
         key = f"{self.kind.kind}/{entity_id}"
@@ -202,11 +204,15 @@ class Resource(Generic[E]):
         if current is None:
             fields.update(version=1, created_at=now, updated_at=now)
         else:
-            fields.update(version=current.version + 1, created_at=current.created_at, updated_at=now)
+            fields.update(
+                version=current.version + 1, created_at=current.created_at, updated_at=now
+            )
         if self.has_secrets:
             stored: list[StoredSecret] = list(getattr(current, "secrets", [])) if current else []
             given: str | None = getattr(body, "secret", None)
-            if given is not None and not (current is not None and self._is_current_secret(current, given)):
+            if given is not None and not (
+                current is not None and self._is_current_secret(current, given)
+            ):
                 stored = self._rotated(entity_id, stored, given, now)
                 shown = given
             fields["secrets"] = stored
@@ -230,6 +236,7 @@ class Resource(Generic[E]):
         must_exist: bool = False,
         dry_run: bool = False,
     ) -> Outcome[E]:
+        """Write ``body`` (or ``body(current)``, for a patch) over the current state."""
         store = self.ctx.store
         async with store.lock:
             await store.sync()
@@ -239,6 +246,8 @@ class Resource(Generic[E]):
             if must_exist and current is None:
                 raise not_found(f"{self.label} {entity_id!r}")
             check_if_match(request, current)
+            if callable(body):
+                body = body(current)  # computed under the lock, from the latest state
             now = utcnow()
             entity, shown = self.build(entity_id, body, current, now)
             if current is None:
@@ -259,15 +268,13 @@ class Resource(Generic[E]):
     async def create(self, request: Request) -> Response:
         body = parse(self.in_model, await read_json(request), "body", self.context())
         entity_id = getattr(body, "id", None) or f"{self.id_prefix}{str(ULID()).lower()}"
-        return self.respond(
-            await self.write(request, entity_id, body, create_only=True)
-        )
+        return self.respond(await self.write(request, entity_id, body, create_only=True))
 
     async def get(self, request: Request) -> Response:
         entity = self.require(request.path_params["id"])
         return model_response(self.out(entity), headers=entity_headers(entity))
 
-    async def list(self, request: Request) -> Response:
+    async def list_all(self, request: Request) -> Response:
         query = parse_query(request, self.query_model)
         after = ""
         if query.cursor is not None:
@@ -294,24 +301,23 @@ class Resource(Generic[E]):
         query = parse_query(request, WriteQuery)
         body = parse(self.in_model, await read_json(request), "body", self.context())
         check_body_id(body, entity_id)
-        return self.respond(
-            await self.write(request, entity_id, body, dry_run=query.dry_run)
-        )
+        return self.respond(await self.write(request, entity_id, body, dry_run=query.dry_run))
 
     async def patch(self, request: Request) -> Response:
-        current = self.require(request.path_params["id"])
-        entity_id = current.id
+        entity_id = self.require(request.path_params["id"]).id
         patch = await read_json(request)
         if not isinstance(patch, dict):
             raise invalid(["body"], "a merge patch is a JSON object", "dict_type")
         if patch.get("id") is not None and patch["id"] != entity_id:
             raise invalid(["body", "id"], "the body's id differs from the path's")
-        base = current.model_dump(mode="json", include=set(self.in_model.model_fields) - {"secret"})
-        merged = {**merge_patch(base, patch), "id": entity_id}
-        body = parse(self.in_model, merged, "body", self.context())
-        return self.respond(
-            await self.write(request, entity_id, body, must_exist=True)
-        )
+        fields = set(self.in_model.model_fields) - {"secret"}
+
+        def patched(current: E) -> BaseModel:
+            base = current.model_dump(mode="json", include=fields)
+            merged = {**merge_patch(base, patch), "id": entity_id}
+            return parse(self.in_model, merged, "body", self.context())
+
+        return self.respond(await self.write(request, entity_id, patched, must_exist=True))
 
     async def delete(self, request: Request) -> Response:
         entity_id = self.require(request.path_params["id"]).id
@@ -370,7 +376,10 @@ class WebhookResource(Resource[Webhook]):
         return (
             (q.provider is None or entity.provider == q.provider)
             and (q.enabled is None or entity.enabled == q.enabled)
-            and (q.workflow_id is None or any(b.workflow_id == q.workflow_id for b in entity.bindings))
+            and (
+                q.workflow_id is None
+                or any(b.workflow_id == q.workflow_id for b in entity.bindings)
+            )
         )
 
     def new_secret(self, entity: Webhook) -> str | None:
@@ -382,7 +391,9 @@ class WebhookResource(Resource[Webhook]):
         if entity.provider == "generic":
             return generate_subscription_secret()  # Standard Webhooks' format
         if entity.provider == "slack":
-            raise invalid(["body", "secret"], "a Slack webhook needs Slack's signing secret", "missing")
+            raise invalid(
+                ["body", "secret"], "a Slack webhook needs Slack's signing secret", "missing"
+            )
         return _secrets.token_urlsafe(32)
 
 
@@ -412,7 +423,9 @@ class SubscriptionResource(Resource[Subscription]):
             event_pattern_matches(p, q.event_type) for p in entity.events
         ):
             return False
-        return q.workflow_id is None or not entity.workflow_ids or q.workflow_id in entity.workflow_ids
+        return (
+            q.workflow_id is None or not entity.workflow_ids or q.workflow_id in entity.workflow_ids
+        )
 
     def new_secret(self, entity: Subscription) -> str | None:
         if any(s.active(utcnow()) for s in entity.secrets):
@@ -441,7 +454,9 @@ def secret_infos(stored: list[StoredSecret]) -> list[SecretInfo]:
     now = utcnow()
     ordered = sorted(stored, key=lambda s: s.created_at, reverse=True)
     return [
-        SecretInfo(hint=s.hint, created_at=s.created_at, expires_at=s.expires_at, active=s.active(now))
+        SecretInfo(
+            hint=s.hint, created_at=s.created_at, expires_at=s.expires_at, active=s.active(now)
+        )
         for s in ordered
     ]
 
