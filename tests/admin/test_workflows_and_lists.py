@@ -185,3 +185,4 @@ async def test_malformed_requests_get_clear_4xx(admin: Admin):
     assert wrong.status_code == 405 and set(wrong.headers["allow"].split(", ")) >= {"GET", "POST"}
     assert (await client.get("/v1/webhooks/bad%20id")).status_code == 404
     assert (await client.put("/v1/webhooks/bad%20id", json={})).status_code == 422
+    assert (await client.put("/v1/webhooks/trailing%0A", json={})).status_code == 422

@@ -141,7 +141,7 @@ class Resource(Generic[E]):
         return {"settings": self.ctx.settings}
 
     def current(self, entity_id: str) -> E | None:
-        if not ID_RE.match(entity_id):
+        if not ID_RE.fullmatch(entity_id):
             return None
         return self.ctx.view.get(self.kind, entity_id)
 
@@ -485,7 +485,7 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
 
 def path_id(request: Request) -> str:
     entity_id: str = request.path_params["id"]
-    if not ID_RE.match(entity_id):
+    if not ID_RE.fullmatch(entity_id):
         raise invalid(["path", "id"], "an id is letters, digits, '.', '_', ':' and '-'")
     return entity_id
 
