@@ -50,3 +50,11 @@ async def _write(bootstrap: str, topic: str, value: bytes) -> None:
     await ensure_topics(bootstrap, [TopicSpec("survivor", topic, 1, "delete", None)])
     async with create_producer(bootstrap) as producer:
         await producer.send_and_wait(topic, value)
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    from shared.localkafka import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(2000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)
