@@ -227,4 +227,3 @@ def _banner(settings: Settings, creds: dict[str, str]) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_run(args, settings))
-
