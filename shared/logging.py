@@ -11,6 +11,7 @@ import logging
 import sys
 import traceback
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TextIO
 
 import orjson
@@ -19,6 +20,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 _SENSITIVE = ("secret", "token", "password", "authorization", "signature", "cookie", "api_key")
 
 
+@lru_cache(maxsize=4096)  # every line asks this of the same few keys
 def _is_sensitive(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in _SENSITIVE)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
@@ -31,7 +29,50 @@ from ._publisher import Publisher
 PROVIDERS = ("github", "gitlab", "slack")
 
 
-def create_ingress_app(settings: Settings) -> Starlette:
+class IngressApp(Starlette):
+    """The public app. Webhook posts skip Starlette's middleware and router: they are
+    the hot path, and their handler answers every error itself (a bug gets a logged
+    500, as the error middleware would give). Everything else, including other
+    methods on the webhook paths (405), goes through Starlette as usual."""
+
+    ingress: WebhookIngress
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = webhook_target(scope["path"])
+            if target is not None:
+                await self.ingress.handle(scope, receive, send, *target)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def webhook_target(path: str) -> tuple[str, str] | None:
+    """``(provider, webhook id)`` for ``/webhooks/{id}`` (generic) and
+    ``/webhooks/{id}/{provider}``, like the routes' patterns; else ``None``."""
+    parts = path.split("/")
+    if len(parts) < 3 or parts[0] or parts[1] != "webhooks" or not parts[2]:
+        return None
+    if len(parts) == 3:
+        return "generic", parts[2]
+    if len(parts) == 4 and parts[3] in PROVIDERS:
+        return parts[3], parts[2]
+    return None
+
+
+class _Endpoint:
+    """A webhook route as an ASGI app (reached through the router only when the
+    fast path in :class:`IngressApp` is bypassed, e.g. by a mounting app)."""
+
+    def __init__(self, ingress: WebhookIngress, provider: str) -> None:
+        self._ingress = ingress
+        self._provider = provider
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        webhook_id = scope["path_params"]["webhook_id"]
+        await self._ingress.handle(scope, receive, send, self._provider, webhook_id)
+
+
+def create_ingress_app(settings: Settings) -> IngressApp:
     """The public app; its lifespan owns the producer and the config view."""
     if settings.secret_key is None:
         raise ConfigurationError("HOOKLINE_SECRET_KEY is required to read webhook secrets")
@@ -67,24 +108,18 @@ def create_ingress_app(settings: Settings) -> Starlette:
                 state.clear()
                 ingress.bind(None, None)
 
-    async def generic(request: Request) -> Response:
-        return await ingress(request, "generic")
-
-    routes = [Route("/webhooks/{webhook_id}", generic, methods=["POST"])]
+    routes = [Route("/webhooks/{webhook_id}", _Endpoint(ingress, "generic"), methods=["POST"])]
     routes += [
         Route(
             f"/webhooks/{{webhook_id}}/{provider}",
-            partial(_provider_endpoint, ingress, provider),
+            _Endpoint(ingress, provider),
             methods=["POST"],
             name=f"webhook-{provider}",
         )
         for provider in PROVIDERS
     ]
-    app = Starlette(routes=[*routes, *health_routes(readiness)], lifespan=lifespan)
+    app = IngressApp(routes=[*routes, *health_routes(readiness)], lifespan=lifespan)
+    app.ingress = ingress
     app.state.ingress = ingress
     app.state.topics = topics
     return app
-
-
-async def _provider_endpoint(ingress: WebhookIngress, provider: str, request: Request) -> Response:
-    return await ingress(request, provider)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.types import Receive
 
 from shared.messages import PayloadEncoding
 
@@ -52,10 +53,11 @@ def check_media_type(provider: str, content_type: str | None) -> None:
         raise UnsupportedMediaType(f"{provider} does not send {kind or 'bodies without a type'}")
 
 
-async def read_capped(
-    chunks: AsyncIterator[bytes], *, declared_length: str | None, limit: int
-) -> bytes:
-    """The whole body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
+class ClientDisconnected(Exception):
+    """The client went away before its body was read; there is no one to answer."""
+
+
+def _check_declared(declared_length: str | None, limit: int) -> None:
     if declared_length is not None:
         try:
             declared = int(declared_length)
@@ -63,6 +65,13 @@ async def read_capped(
             raise MalformedRequest("Content-Length is not a number") from None
         if declared > limit:
             raise BodyTooLarge(f"body of {declared} bytes is over the {limit} byte limit")
+
+
+async def read_capped(
+    chunks: AsyncIterator[bytes], *, declared_length: str | None, limit: int
+) -> bytes:
+    """The whole body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
+    _check_declared(declared_length, limit)
     buffer = bytearray()
     async for chunk in chunks:
         if len(buffer) + len(chunk) > limit:
@@ -71,12 +80,38 @@ async def read_capped(
     return bytes(buffer)
 
 
+async def read_asgi_body(receive: Receive, *, declared_length: str | None, limit: int) -> bytes:
+    """:func:`read_capped` straight off the ASGI ``receive`` channel (the hot path:
+    a webhook usually arrives in one message, which is returned without a copy)."""
+    _check_declared(declared_length, limit)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is over the {limit} byte limit")
+        if chunk:
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedBody:
     encoding: PayloadEncoding
     payload: Any
     # The form fields as sent, when the body was a form (Slack reads ``command`` from them).
     form: dict[str, Any] | None = None
+    # The payload's JSON text as received, when it was JSON: the event splices it in
+    # rather than dumping the parsed value again.
+    json_text: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def _parse_json(raw: bytes | str, what: str) -> Any:
@@ -113,7 +148,7 @@ def parse_body(provider: str, content_type: str | None, body: bytes) -> ParsedBo
     kind = media_type(content_type)
     check_media_type(provider, content_type)
     if _is_json(kind):
-        return ParsedBody("json", _parse_json(body, "body"))
+        return ParsedBody("json", _parse_json(body, "body"), json_text=body)
     if kind == FORM:
         fields = _parse_form(body)
         payload_field = fields.get("payload")
@@ -121,7 +156,8 @@ def parse_body(provider: str, content_type: str | None, body: bytes) -> ParsedBo
             raise MalformedRequest("form body has no payload field")
         # GitHub's form deliveries and Slack's interactive requests carry JSON in ``payload``.
         if isinstance(payload_field, str) and (provider != "generic" or len(fields) == 1):
-            return ParsedBody("json", _parse_json(payload_field, "payload field"), form=fields)
+            payload = _parse_json(payload_field, "payload field")
+            return ParsedBody("json", payload, form=fields, json_text=payload_field.encode())
         return ParsedBody("form", fields, form=fields)
     try:
         return ParsedBody("text", body.decode("utf-8"))

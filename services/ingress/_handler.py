@@ -17,18 +17,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
-from shared.cloudevents import encode
 from shared.config_view import ConfigView
 from shared.entities import Webhook
 from shared.errors import BrokerUnavailable, SecretError
-from shared.messages import WebhookReceived
 from shared.settings import Settings
 
 from . import _metrics as metrics
-from ._body import ParsedBody, check_media_type, parse_body, read_capped
+from ._body import ClientDisconnected, ParsedBody, check_media_type, parse_body, read_asgi_body
 from ._errors import (
     Forbidden,
     MalformedRequest,
@@ -43,6 +40,8 @@ from ._headers import filter_headers
 from ._network import TrustedProxies, ip_allowed
 from ._publisher import Publisher
 from ._ratelimit import RateLimiter
+from ._record import received_record
+from ._reply import Reply, json_reply, text_reply
 from ._signatures import (
     SignatureRejected,
     verify_github,
@@ -56,10 +55,16 @@ log = logging.getLogger("hookline.ingress")
 # Slack gives up after 3 s; its replies must come (with the write acknowledged) before that.
 SLACK_DEADLINE = 2.5
 RETRY_AFTER = 5
+_INTERNAL_ERROR = json_reply(500, {"error": "internal", "detail": "internal error"})
 
 
 class WebhookIngress:
-    """The request pipeline; bound to a config view and a publisher by the app's lifespan."""
+    """The request pipeline; bound to a config view and a publisher by the app's lifespan.
+
+    It is an ASGI handler for one webhook route: ``handle(scope, receive, send,
+    provider, webhook_id)`` reads the request off the ASGI channels and writes the
+    answer back, without request or response objects (this is the hot path).
+    """
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
@@ -73,42 +78,65 @@ class WebhookIngress:
         self._view = view
         self._publisher = publisher
 
-    async def __call__(self, request: Request, provider: str) -> Response:
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, provider: str, webhook_id: str
+    ) -> None:
         started = time.perf_counter()
         fields: dict[str, Any] = {
-            "webhook_id": request.path_params.get("webhook_id"),
+            "webhook_id": webhook_id,
             "provider": provider,
             "event_type": None,
             "event_id": None,
             "source_ip": None,
         }
         try:
-            response = await self._process(request, provider, fields)
+            reply = await self._process(scope, receive, provider, webhook_id, fields)
             outcome = "accepted"
         except Refused as refusal:
-            response = _refusal_response(refusal)
+            reply = _refusal_reply(refusal)
             outcome = refusal.outcome
             fields["reason"] = refusal.reason
+        except ClientDisconnected:
+            fields["reason"] = "client disconnected before its body was read"
+            _log_request(logging.INFO, fields)
+            return
+        except Exception:
+            # A bug, not the request's fault: answer like Starlette's error middleware would.
+            log.exception("webhook request failed", extra=fields)
+            reply, outcome = _INTERNAL_ERROR, "error"
         elapsed = time.perf_counter() - started
-        metrics.REQUESTS.labels(provider, outcome).inc()
-        metrics.REQUEST_SECONDS.labels(provider).observe(elapsed)
-        fields["status"] = response.status_code
+        # The answer goes out first; the bookkeeping below is not the provider's wait.
+        await reply.send(send)
+        metrics.count(provider, outcome, elapsed)
+        fields["status"] = reply.status
         fields["latency_ms"] = round(elapsed * 1000, 3)
-        level = logging.WARNING if response.status_code >= 500 else logging.INFO
-        log.log(level, "webhook request", extra=fields)
-        return response
+        _log_request(logging.WARNING if reply.status >= 500 else logging.INFO, fields)
 
-    async def _process(self, request: Request, provider: str, fields: dict[str, Any]) -> Response:
+    async def _process(
+        self,
+        scope: Scope,
+        receive: Receive,
+        provider: str,
+        webhook_id: str,
+        fields: dict[str, Any],
+    ) -> Reply:
         view, publisher = self._view, self._publisher
         if view is None or publisher is None:
             raise Unavailable("the ingress is starting or stopping", retry_after=RETRY_AFTER)
-        webhook = view.webhook(request.path_params["webhook_id"])
+        webhook = view.webhook(webhook_id)
         if webhook is None or not webhook.enabled or webhook.provider != provider:
             raise UnknownWebhook("unknown or disabled webhook")
 
-        headers = request.headers
-        peer = request.client.host if request.client else None
-        source_ip = self._proxies.client_ip(peer, headers.getlist("x-forwarded-for"))
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # First value wins, like Starlette's Headers.get (hence the reversed walk).
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in reversed(raw_headers)
+        }
+        client = scope.get("client")
+        source_ip = self._proxies.client_ip(
+            client[0] if client else None, _forwarded_for(raw_headers)
+        )
         fields["source_ip"] = source_ip
         if not ip_allowed(source_ip, webhook.allowed_cidrs):
             raise Forbidden("source address not allowed")
@@ -116,15 +144,16 @@ class WebhookIngress:
         if wait > 0:
             raise RateLimited("rate limit reached", retry_after=max(1, math.ceil(wait)))
 
-        check_media_type(provider, headers.get("content-type"))
-        body = await read_capped(
-            request.stream(),
+        content_type = headers.get("content-type")
+        check_media_type(provider, content_type)
+        body = await read_asgi_body(
+            receive,
             declared_length=headers.get("content-length"),
             limit=self._settings.max_body_bytes,
         )
         self._verify(view, webhook, provider, headers, body)
 
-        parsed = parse_body(provider, headers.get("content-type"), body)
+        parsed = parse_body(provider, content_type, body)
         kind = event_type(provider, headers, parsed)
         fields["event_type"] = kind
         event_id = provider_event_id(provider, headers, parsed) or new_event_id()
@@ -136,27 +165,22 @@ class WebhookIngress:
             )
             if not isinstance(challenge, str):
                 raise MalformedRequest("url_verification without a challenge")
-            return JSONResponse({"challenge": challenge})
+            return json_reply(200, {"challenge": challenge})
 
-        # Every field is built here from checked values: no second validation pass.
-        received = WebhookReceived.model_construct(
+        received_at = datetime.now(UTC)
+        record = received_record(
             webhook_id=webhook.id,
             provider=webhook.provider,
             event_type=kind,
             provider_event_id=event_id,
-            received_at=datetime.now(UTC),
+            received_at=received_at,
             source_ip=source_ip,
-            content_type=headers.get("content-type") or "application/octet-stream",
-            headers=filter_headers(request.scope["headers"]),
+            content_type=content_type or "application/octet-stream",
+            headers=filter_headers(raw_headers),
             payload_encoding=parsed.encoding,
             payload=parsed.payload,
-        )
-        record = encode(
-            received,
-            key=webhook.id,
-            source=f"/webhooks/{webhook.id}",
-            event_id=dedupe_id(webhook.id, event_id),
-            time=received.received_at,
+            payload_json=parsed.json_text,
+            ce_id=dedupe_id(webhook.id, event_id),
         )
         deadline = self._settings.publish_timeout
         if provider == "slack":
@@ -167,7 +191,7 @@ class WebhookIngress:
         except BrokerUnavailable as exc:
             raise Unavailable(f"event not stored: {exc}", retry_after=RETRY_AFTER) from exc
         finally:
-            metrics.PUBLISH_SECONDS.labels(provider).observe(time.perf_counter() - publish_started)
+            metrics.observe_publish(provider, time.perf_counter() - publish_started)
         return _accepted(provider, kind, event_id, parsed, webhook)
 
     def _verify(
@@ -197,21 +221,33 @@ class WebhookIngress:
             raise Unauthorized(exc.reason) from None
 
 
+def _log_request(level: int, fields: dict[str, Any]) -> None:
+    """The one line per request. The record is made directly: ``Logger.log`` would
+    also walk the stack for the caller's file and line, which the line never shows."""
+    if log.isEnabledFor(level):
+        log.handle(
+            log.makeRecord(log.name, level, __file__, 0, "webhook request", (), None, extra=fields)
+        )
+
+
+def _forwarded_for(raw_headers: list[tuple[bytes, bytes]]) -> list[str]:
+    return [v.decode("latin-1") for k, v in raw_headers if k.lower() == b"x-forwarded-for"]
+
+
 def _accepted(
     provider: str, kind: str, event_id: str, parsed: ParsedBody, webhook: Webhook
-) -> Response:
+) -> Reply:
     if provider == "github" and kind == "ping":
-        return JSONResponse({"id": event_id}, status_code=200)
+        return json_reply(200, {"id": event_id})
     if provider == "slack" and parsed.form is not None:
         # Slash commands and interactive requests: Slack shows this reply to the user.
-        return PlainTextResponse(webhook.ack_text or "", status_code=200)
-    return JSONResponse({"id": event_id}, status_code=202)
+        return text_reply(200, webhook.ack_text or "")
+    return json_reply(202, {"id": event_id})
 
 
-def _refusal_response(refusal: Refused) -> Response:
-    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
-    return JSONResponse(
+def _refusal_reply(refusal: Refused) -> Reply:
+    return json_reply(
+        refusal.status_code,
         {"error": refusal.outcome, "detail": refusal.reason},
-        status_code=refusal.status_code,
-        headers=headers,
+        retry_after=refusal.retry_after,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
@@ -21,3 +23,27 @@ PUBLISH_SECONDS = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+# Label lookups hash and validate their values on every call; the children are cached.
+_requests: dict[tuple[str, str], Any] = {}
+_request_seconds: dict[str, Any] = {}
+_publish_seconds: dict[str, Any] = {}
+
+
+def count(provider: str, outcome: str, seconds: float) -> None:
+    """One answered request: its outcome and how long it took."""
+    counter = _requests.get((provider, outcome))
+    if counter is None:
+        counter = _requests[provider, outcome] = REQUESTS.labels(provider, outcome)
+    counter.inc()
+    histogram = _request_seconds.get(provider)
+    if histogram is None:
+        histogram = _request_seconds[provider] = REQUEST_SECONDS.labels(provider)
+    histogram.observe(seconds)
+
+
+def observe_publish(provider: str, seconds: float) -> None:
+    histogram = _publish_seconds.get(provider)
+    if histogram is None:
+        histogram = _publish_seconds[provider] = PUBLISH_SECONDS.labels(provider)
+    histogram.observe(seconds)

@@ -13,6 +13,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@lru_cache(maxsize=4096)
 def parse_ip(text: str | None) -> IPAddress | None:
     """An address from a peer or ``X-Forwarded-For`` entry; ports and brackets are dropped;
     IPv4-mapped IPv6 addresses become IPv4. ``None`` when it is not an address."""
@@ -66,7 +67,7 @@ class TrustedProxies:
         if address is None:
             return None
         if not self._networks or not self.trusts(address):
-            return str(address)
+            return _text(address)
         hops = [part for value in forwarded_for for part in value.split(",") if part.strip()]
         for hop in reversed(hops):
             parsed = parse_ip(hop)
@@ -77,6 +78,11 @@ class TrustedProxies:
                 return str(parsed)
             address = parsed
         return str(address)
+
+
+@lru_cache(maxsize=4096)
+def _text(address: IPAddress) -> str:
+    return str(address)
 
 
 @lru_cache(maxsize=1024)

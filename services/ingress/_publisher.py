@@ -63,6 +63,7 @@ class Publisher:
             # is full: with the 16 KiB default, webhook-sized records (a few KiB each)
             # went two to a round trip. Larger batches carry a burst in one.
             "max_batch_size": 1024 * 1024,
+            "compression_type": None,
             **self._options,
         }
         producer = create_producer(
@@ -91,22 +92,21 @@ class Publisher:
 
     async def publish(self, record: KafkaRecord, *, timeout: float) -> None:
         """Write ``record`` and wait for ``acks=all``, within ``timeout`` seconds."""
-        if self._producer is None:
+        producer = self._producer
+        if producer is None:
             raise BrokerUnavailable("the publisher is not running")
         try:
-            await asyncio.wait_for(self._send(self._producer, record), timeout)
+            # asyncio.timeout rather than wait_for: no extra task per write.
+            async with asyncio.timeout(timeout), self._slots:
+                # The slot bounds how many records wait in the producer at once; it is
+                # released when the acknowledgement (or the deadline) comes.
+                delivery = await producer.send(
+                    self._topic, record.value, key=record.key, headers=record.headers
+                )
+                await delivery
         except TimeoutError:
             raise PublishTimeout(f"no acknowledgement within {timeout}s") from None
         except MessageSizeTooLargeError as exc:
             raise BodyTooLarge("the event is too large for the inbound topic") from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"write failed: {exc!r}") from exc
-
-    async def _send(self, producer: AIOKafkaProducer, record: KafkaRecord) -> None:
-        # The slot bounds how many records wait in the producer at once; it is
-        # released when the acknowledgement (or the deadline) comes.
-        async with self._slots:
-            delivery = await producer.send(
-                self._topic, record.value, key=record.key, headers=record.headers
-            )
-            await delivery
