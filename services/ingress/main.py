@@ -102,8 +102,20 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def tune_process() -> None:
+    """Process-wide settings for a serving ingress.
+
+    Log records stop looking up thread and process names: the JSON lines never
+    show them, and a record is made for every request.
+    """
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level)
+    tune_process()
     try:
         import uvloop
     except ImportError:  # Windows: the default loop serves too
