@@ -42,7 +42,7 @@ class DeliveryLimits:
 
     max_in_flight: int
     max_in_flight_per_subscription: int
-    lane_wait: float
+    stall_after: float
     breaker_failure_threshold: int
     breaker_cooldown: float
     disable_after_failing_for: float
@@ -71,7 +71,7 @@ class Deliverer:
         self._limits = limits
         self._breakers = CircuitBreakers(limits.breaker_failure_threshold, limits.breaker_cooldown)
         self._streaks = FailingStreaks()
-        self._lanes = Lanes(limits.max_in_flight_per_subscription, limits.lane_wait)
+        self._lanes = Lanes(limits.max_in_flight_per_subscription, limits.stall_after)
         self._slots = asyncio.Semaphore(limits.max_in_flight)
         self._disabled: set[tuple[str, int]] = set()
         self.stopping = False
@@ -80,19 +80,32 @@ class Deliverer:
     def breakers(self) -> CircuitBreakers:
         return self._breakers
 
+    async def admit(self, subscription_id: str) -> bool:
+        """Backpressure for the consumer loops: wait while the subscription's queue is full.
+
+        False means its receiver is stalled: hand the delivery to :meth:`defer`.
+        """
+        return await self._lanes.admit(subscription_id)
+
     async def deliver(self, due: DeliveryDue) -> None:
-        """Attempt ``due`` (or skip or defer it) and make the outcome durable."""
+        """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable."""
         writes = await self._attempt(due)
         await self._write_durably(writes)
+
+    async def defer(self, due: DeliveryDue) -> None:
+        """Hand ``due`` to its retry tier unchanged, due later, without a request."""
+        await self._write_durably([self._defer(due)])
 
     # -- the attempt ----------------------------------------------------------------------
 
     async def _attempt(self, due: DeliveryDue) -> list[Write]:
         sub = self._view.subscription(due.subscription_id)
         if sub is None or not sub.enabled:
+            self._lanes.withdraw(due.subscription_id)
             reason = "subscription deleted" if sub is None else "subscription disabled"
             return [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
         if self._breakers.blocked(sub.id):
+            self._lanes.withdraw(sub.id)
             return self._after_failure(due, sub, error="circuit_open", outcome="skipped")
         if not await self._lanes.acquire(sub.id):
             return [self._defer(due)]

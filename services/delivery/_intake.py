@@ -67,5 +67,7 @@ class EventIntake(ConsumerLoop):
                 due_at=now,
                 first_attempted_at=now,
             )
-            self.spawn(ledger, record.offset, partial(self._deliverer.deliver, due))
+            admitted = await self._deliverer.admit(sub.id)
+            step = self._deliverer.deliver if admitted else self._deliverer.defer
+            self.spawn(ledger, record.offset, partial(step, due))
         return True

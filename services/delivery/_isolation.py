@@ -7,6 +7,7 @@ Time comes from ``time.monotonic`` unless a test passes its own clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,40 +100,86 @@ class FailingStreaks:
         self._since.pop(subscription_id, None)
 
 
-class Lanes:
-    """A cap on requests in flight per subscription, with a bounded wait for a slot.
+class _Lane:
+    __slots__ = ("freed", "in_flight", "last_progress", "queued")
 
-    A delivery that cannot start within ``wait`` seconds is told so (``acquire``
-    returns False) and is deferred to a retry tier by the caller: a stuck receiver
-    then holds at most its cap of requests, never a queue of everyone's records.
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.queued = 0
+        self.last_progress = time.monotonic()
+        self.freed = asyncio.Event()
+
+
+class Lanes:
+    """A cap on requests in flight per subscription, and on deliveries queued behind them.
+
+    A lane is *stalled* when its cap of requests is in flight and none has finished
+    for ``stall_after`` seconds (a hung or very slow receiver). Admission
+    (:meth:`admit`, called by the consumer loops) waits while a lane's queue is full
+    and it is moving, which is ordinary backpressure; when it is stalled, admission
+    says no at once and the caller defers the delivery to a retry tier, so a stuck
+    receiver holds at most its cap of requests and never the other subscriptions.
     """
 
-    def __init__(self, per_subscription: int, wait: float) -> None:
+    def __init__(self, per_subscription: int, stall_after: float) -> None:
         self._cap = per_subscription
-        self._wait = wait
-        self._lanes: dict[str, asyncio.Semaphore] = {}
+        self._stall_after = stall_after
+        self._lanes: dict[str, _Lane] = {}
 
-    def _lane(self, subscription_id: str) -> asyncio.Semaphore:
+    def _lane(self, subscription_id: str) -> _Lane:
         lane = self._lanes.get(subscription_id)
         if lane is None:
-            lane = self._lanes[subscription_id] = asyncio.Semaphore(self._cap)
+            lane = self._lanes[subscription_id] = _Lane()
         return lane
 
-    async def acquire(self, subscription_id: str) -> bool:
+    def stalled(self, subscription_id: str) -> bool:
         lane = self._lane(subscription_id)
-        if not lane.locked():
-            await lane.acquire()
-            return True
-        try:
-            async with asyncio.timeout(self._wait):
-                await lane.acquire()
-        except TimeoutError:
-            return False
+        return (
+            lane.in_flight >= self._cap
+            and time.monotonic() - lane.last_progress >= self._stall_after
+        )
+
+    async def _wait_freed(self, lane: _Lane) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._stall_after):
+                await lane.freed.wait()
+
+    async def admit(self, subscription_id: str) -> bool:
+        """Reserve a place in the lane's queue; False when the lane is stalled (defer)."""
+        lane = self._lane(subscription_id)
+        while lane.in_flight + lane.queued >= 2 * self._cap:
+            if self.stalled(subscription_id):
+                return False
+            await self._wait_freed(lane)
+        lane.queued += 1
+        return True
+
+    def withdraw(self, subscription_id: str) -> None:
+        """Give back an admitted place that will not be used (skipped without a request)."""
+        lane = self._lane(subscription_id)
+        lane.queued = max(0, lane.queued - 1)
+
+    async def acquire(self, subscription_id: str) -> bool:
+        """Turn an admitted place into a request slot; False when the lane stalled meanwhile."""
+        lane = self._lane(subscription_id)
+        while lane.in_flight >= self._cap:
+            if self.stalled(subscription_id):
+                lane.queued = max(0, lane.queued - 1)
+                return False
+            await self._wait_freed(lane)
+        lane.queued = max(0, lane.queued - 1)
+        if lane.in_flight == 0:
+            lane.last_progress = time.monotonic()
+        lane.in_flight += 1
         return True
 
     def release(self, subscription_id: str) -> None:
-        self._lane(subscription_id).release()
+        lane = self._lane(subscription_id)
+        lane.in_flight -= 1
+        lane.last_progress = time.monotonic()
+        lane.freed.set()
+        lane.freed = asyncio.Event()
 
     def in_flight(self, subscription_id: str) -> int:
         lane = self._lanes.get(subscription_id)
-        return 0 if lane is None else self._cap - lane._value
+        return 0 if lane is None else lane.in_flight

@@ -39,7 +39,7 @@ class DeliveryService:
         *,
         resolver: Resolver | None = None,
         transport: TransportKind = "httpx",
-        lane_wait: float = 1.0,
+        stall_after: float = 0.5,
     ) -> None:
         self.settings = settings
         self.topics: Topics = topic_registry(
@@ -53,7 +53,7 @@ class DeliveryService:
             allow_insecure=settings.allow_insecure_urls,
         )
         self._transport = transport
-        self._lane_wait = lane_wait
+        self._stall_after = stall_after
         self._stack = contextlib.AsyncExitStack()
         self._deliverer: Deliverer | None = None
         self.loops: list[ConsumerLoop] = []
@@ -67,7 +67,14 @@ class DeliveryService:
                 s.kafka_bootstrap_servers, self.topics, replication_factor=s.replication_factor
             )
             producer = await self._stack.enter_async_context(
-                create_producer(s.kafka_bootstrap_servers, client_id="hookline-delivery")
+                # Every delivery writes an attempt record: batches far larger than the
+                # 16 KiB default keep the accumulator from stalling on each partition.
+                create_producer(
+                    s.kafka_bootstrap_servers,
+                    client_id="hookline-delivery",
+                    linger_ms=5,
+                    max_batch_size=1024 * 1024,
+                )
             )
             dead_letters = DeadLetters(producer, self.topics.dlq, service="delivery")
             box = SecretBox(s.secret_key.get_secret_value()) if s.secret_key else None
@@ -95,7 +102,7 @@ class DeliveryService:
                 limits=DeliveryLimits(
                     max_in_flight=s.max_in_flight,
                     max_in_flight_per_subscription=s.max_in_flight_per_subscription,
-                    lane_wait=self._lane_wait,
+                    stall_after=self._stall_after,
                     breaker_failure_threshold=s.breaker_failure_threshold,
                     breaker_cooldown=s.breaker_cooldown,
                     disable_after_failing_for=s.disable_after_failing_for,

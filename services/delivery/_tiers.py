@@ -48,5 +48,7 @@ class RetryTier(ConsumerLoop):
             self.hold(tp, record.offset, time.monotonic() + wait)
             return False
         ledger.take(record.offset, 1)
-        self.spawn(ledger, record.offset, partial(self._deliverer.deliver, due))
+        admitted = await self._deliverer.admit(due.subscription_id)
+        step = self._deliverer.deliver if admitted else self._deliverer.defer
+        self.spawn(ledger, record.offset, partial(step, due))
         return True
