@@ -27,8 +27,8 @@ from services.delivery._transport import TransportKind
 from shared.cloudevents import encode
 from shared.kafka import create_producer
 from shared.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
 from tests.configtools import put_entities, subscription
+from tests.conftest import TEST_SECRET_KEY
 from tests.delivery.receivers import completed
 
 CONCURRENCY = 64
@@ -124,7 +124,7 @@ async def _service_run(bootstrap: str, base_url: str, kind: TransportKind, hung:
     async with DeliveryService(settings, transport=kind) as service:
         await put_entities(bootstrap, service.topics.config, *subs)
         assert service.view is not None
-        while len(service.view.all(type(subs[0]))) < len(subs):
+        while len(service.view.all(type(subs[0]))) < len(subs):  # noqa: ASYNC110 - polls a view
             await asyncio.sleep(0.05)
         await service.wait_joined()
         before = _succeeded()
@@ -140,12 +140,12 @@ async def _service_run(bootstrap: str, base_url: str, kind: TransportKind, hung:
             await asyncio.gather(*futures)
         wanted = EVENTS * FAST_SUBSCRIPTIONS
         # The clock starts at the first success: group joins are not delivery work.
-        while _succeeded() == before:
+        while _succeeded() == before:  # noqa: ASYNC110 - polls a metric
             await asyncio.sleep(0.001)
         started = time.perf_counter()
         first = _succeeded() - before
         deadline = started + 120
-        while _succeeded() - before < wanted and time.perf_counter() < deadline:
+        while _succeeded() - before < wanted and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
         done = _succeeded() - before
@@ -155,7 +155,7 @@ async def _service_run(bootstrap: str, base_url: str, kind: TransportKind, hung:
 
 async def run(bootstrap: str) -> dict[str, Any]:
     port = _free_port()
-    receiver = subprocess.Popen(
+    receiver = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-c", RECEIVER, str(port)], stdout=subprocess.PIPE, text=True
     )
     try:

@@ -38,7 +38,7 @@ class DeliveryService:
         settings: Settings,
         *,
         resolver: Resolver | None = None,
-        transport: TransportKind = "httpx",
+        transport: TransportKind = "aiohttp",
         stall_after: float = 0.5,
     ) -> None:
         self.settings = settings
