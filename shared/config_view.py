@@ -10,23 +10,17 @@ configuration must never stop a service.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self, TypeVar
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from typing import Any, TypeVar
 
 from shared.cloudevents import decode
 from shared.crypto import SecretBox
 from shared.deadletter import DeadLetters
 from shared.entities import ENTITY_TYPES, Entity, Subscription, Webhook, Workflow
-from shared.errors import BrokerUnavailable, PoisonMessage, SecretError
-from shared.kafka import create_consumer, topic_partitions
+from shared.errors import PoisonMessage, SecretError
+from shared.follower import TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +28,7 @@ E = TypeVar("E", bound=Entity)
 Listener = Callable[[str, Entity | None], None]
 
 
-class ConfigView:
+class ConfigView(TopicFollower):
     """Follows ``config``; answers lookups for webhooks, subscriptions and workflows."""
 
     def __init__(
@@ -46,70 +40,14 @@ class ConfigView:
         dead_letters: DeadLetters | None = None,
         poll_timeout: float = 0.2,
     ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._topic = topic
+        super().__init__(
+            bootstrap_servers, topic, client_id="hookline-config", poll_timeout=poll_timeout
+        )
         self._box = secret_box
         self._dead_letters = dead_letters
-        self._poll_ms = int(poll_timeout * 1000)
         self._entities: dict[str, Entity] = {}
         self._listeners: list[Listener] = []
-        self._applied: dict[int, int] = {}
-        self._start_end: dict[int, int] = {}
-        self._ready = asyncio.Event()
-        self._progress = asyncio.Condition()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._plain_cache: dict[tuple[str, str], str] = {}
-        self._failure: BaseException | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        consumer = create_consumer(self._bootstrap, group_id=None, client_id="hookline-config")
-        try:
-            partitions = await topic_partitions(self._bootstrap, self._topic)
-            await consumer.start()
-            if not partitions:
-                raise BrokerUnavailable(f"config topic {self._topic} does not exist")
-            tps = [TopicPartition(self._topic, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer = consumer
-        self._start_end = {tp.partition: off for tp, off in ends.items()}
-        self._applied = {tp.partition: 0 for tp in tps}
-        self._check_ready()
-        self._task = asyncio.create_task(self._follow(), name="config-view")
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
-
-    async def wait_for(self, partition: int, offset: int, timeout: float = 10.0) -> None:
-        """Wait until the record at ``offset`` of ``partition`` has been applied."""
-
-        def applied() -> bool:
-            return self._applied.get(partition, 0) > offset
-
-        async with self._progress:
-            await asyncio.wait_for(self._progress.wait_for(applied), timeout)
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(key, entity_or_None)`` is called after each applied change."""
@@ -157,39 +95,9 @@ class ConfigView:
             out.append(plain)
         return out
 
-    # -- following ------------------------------------------------------------------------
+    # -- applying -----------------------------------------------------------------------
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=self._poll_ms)
-            except KafkaError as exc:
-                log.warning("config view poll failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(0.5)
-                continue
-            for tp, records in batches.items():
-                for record in records:
-                    await self._apply(record)
-                    self._applied[tp.partition] = record.offset + 1
-            # Positions move past transaction markers and compacted gaps too.
-            for tp in consumer.assignment():
-                with contextlib.suppress(KafkaError):
-                    position = await consumer.position(tp)
-                    if position > self._applied.get(tp.partition, 0):
-                        self._applied[tp.partition] = position
-            self._check_ready()
-            async with self._progress:
-                self._progress.notify_all()
-
-    def _check_ready(self) -> None:
-        if not self._ready.is_set() and all(
-            self._applied.get(p, 0) >= end for p, end in self._start_end.items()
-        ):
-            self._ready.set()
-
-    async def _apply(self, record: object) -> None:
+    async def apply(self, record: Any) -> None:
         key_bytes: bytes | None = getattr(record, "key", None)
         value: bytes | None = getattr(record, "value", None)
         headers = getattr(record, "headers", None)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shared.settings import STANDARD_RETRY_SCHEDULE, Settings
 
 
-def test_defaults_follow_the_design():
-    s = Settings(_env_file=None)
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch):
+    for name in [n for n in os.environ if n.startswith("HOOKLINE_")]:
+        monkeypatch.delenv(name)
+    s = Settings()
     assert s.kafka_bootstrap_servers == "localhost:9092"
     assert s.topic_prefix == "hookline."
     assert (s.ingress_port, s.admin_port) == (8080, 8081)

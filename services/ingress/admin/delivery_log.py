@@ -12,22 +12,16 @@ skipped. Lookups are answered from memory.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from typing import Any
 
 from shared.cloudevents import decode
-from shared.errors import BrokerUnavailable, PoisonMessage
-from shared.kafka import create_consumer, topic_partitions
+from shared.errors import PoisonMessage
+from shared.follower import TopicFollower
 from shared.messages import DeliveryAttempted, DeliveryOutcome, SourceRecord
 
 log = logging.getLogger(__name__)
@@ -74,7 +68,7 @@ class DeliveryRecord:
         return None
 
 
-class DeliveryLog:
+class DeliveryLog(TopicFollower):
     """Follows ``delivery-attempts``; answers queries about deliveries and their attempts."""
 
     def __init__(
@@ -87,69 +81,17 @@ class DeliveryLog:
         max_bytes: int = 64 * 1024 * 1024,
         poll_timeout: float = 0.2,
     ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._topic = topic
+        super().__init__(
+            bootstrap_servers,
+            topic,
+            client_id="hookline-admin-delivery-log",
+            poll_timeout=poll_timeout,
+        )
         self._max_deliveries = max_deliveries
         self._max_attempts = max(2, max_attempts)
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._poll_ms = int(poll_timeout * 1000)
         self._deliveries: OrderedDict[str, DeliveryRecord] = OrderedDict()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._start_end: dict[int, int] = {}
-        self._read: dict[int, int] = {}
-        self._ready = asyncio.Event()
-        self._progress = asyncio.Condition()
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        partitions = await topic_partitions(self._bootstrap, self._topic)
-        if not partitions:
-            raise BrokerUnavailable(f"topic {self._topic} does not exist")
-        consumer = create_consumer(
-            self._bootstrap, group_id=None, client_id="hookline-admin-delivery-log"
-        )
-        try:
-            await consumer.start()
-            tps = [TopicPartition(self._topic, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer = consumer
-        self._start_end = {tp.partition: offset for tp, offset in ends.items()}
-        self._read = {tp.partition: 0 for tp in tps}
-        self._check_ready()
-        self._task = asyncio.create_task(self._follow(), name="delivery-log")
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
-
-    async def wait_for(self, partition: int, offset: int, timeout: float = 10.0) -> None:
-        """Wait until the record at ``offset`` of ``partition`` has been read."""
-        async with self._progress:
-            await asyncio.wait_for(
-                self._progress.wait_for(lambda: self._read.get(partition, 0) > offset), timeout
-            )
 
     # -- queries --------------------------------------------------------------------------
 
@@ -180,36 +122,10 @@ class DeliveryLog:
         found.sort(key=lambda d: d.order_key, reverse=True)
         return found if limit is None else found[:limit]
 
-    # -- following ------------------------------------------------------------------------
+    # -- applying -----------------------------------------------------------------------
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=self._poll_ms)
-            except KafkaError as exc:
-                log.warning("delivery log poll failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(0.5)
-                continue
-            for tp, records in batches.items():
-                self.apply_records(records)
-                if records:
-                    self._read[tp.partition] = records[-1].offset + 1
-            for tp in consumer.assignment():
-                with contextlib.suppress(KafkaError):
-                    position = await consumer.position(tp)
-                    if position > self._read.get(tp.partition, 0):
-                        self._read[tp.partition] = position
-            self._check_ready()
-            async with self._progress:
-                self._progress.notify_all()
-
-    def _check_ready(self) -> None:
-        if not self._ready.is_set() and all(
-            self._read.get(p, 0) >= end for p, end in self._start_end.items()
-        ):
-            self._ready.set()
+    async def apply(self, record: Any) -> None:
+        self.apply_records((record,))
 
     def apply_records(self, records: Iterable[Any]) -> None:
         for record in records:
