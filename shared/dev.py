@@ -77,6 +77,7 @@ def _service_env(bootstrap: str, creds: dict[str, str], settings: Settings) -> d
         "HOOKLINE_DEV_RECEIVER_SECRET": creds["receiver_secret"],
         "HOOKLINE_DEV_RECEIVER_URL": f"http://127.0.0.1:{RECEIVER_PORT}/hooks/demo",
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKLINE_LOG_FORMAT": os.environ.get("HOOKLINE_LOG_FORMAT", "text"),
     }
 
 

@@ -62,10 +62,26 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route every logger to one JSON handler on ``stream`` (stderr by default)."""
+class TextFormatter(JsonFormatter):
+    """One readable line per record for a terminal: time, level, message, then key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = orjson.loads(super().format(record))
+        head = f"{entry.pop('ts')[11:23]} {entry.pop('level'):<7} {entry.pop('msg')}"
+        for key in ("service", "logger", "color_message"):
+            entry.pop(key, None)
+        exc = entry.pop("exc", None)
+        fields = " ".join(f"{k}={v}" for k, v in entry.items())
+        line = f"{head}  {fields}" if fields else head
+        return f"{line}\n{exc}" if exc else line
+
+
+def configure_logging(
+    service: str, level: str = "INFO", stream: TextIO | None = None, fmt: str = "json"
+) -> None:
+    """Route every logger to one handler on ``stream`` (stderr by default), JSON or text."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(TextFormatter(service) if fmt == "text" else JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json lines for machines; text for a terminal (hookline dev)"
+    )
 
     @field_validator("admin_token", "trusted_proxies", mode="before")
     @classmethod

@@ -64,7 +64,7 @@ async def serve(settings: Settings) -> int:
 
 
 def run(settings: Settings) -> int:
-    configure_logging("delivery", settings.log_level)
+    configure_logging("delivery", settings.log_level, fmt=settings.log_format)
     factory: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop

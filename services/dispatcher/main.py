@@ -53,7 +53,7 @@ def replica_id(settings: Settings) -> str:
 
 
 def run(settings: Settings) -> int:
-    configure_logging("dispatcher", settings.log_level)
+    configure_logging("dispatcher", settings.log_level, fmt=settings.log_format)
     try:
         return asyncio.run(_main(settings))
     except KeyboardInterrupt:

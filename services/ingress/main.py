@@ -114,7 +114,7 @@ def tune_process() -> None:
 
 
 def run(settings: Settings) -> int:
-    configure_logging("ingress", settings.log_level)
+    configure_logging("ingress", settings.log_level, fmt=settings.log_format)
     tune_process()
     try:
         import uvloop

@@ -162,5 +162,5 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
 def app_from_env() -> Starlette:
     """For ``uvicorn --factory services.ingress.admin:app_from_env``: settings from the environment."""
     settings = Settings()
-    configure_logging("admin", settings.log_level)
+    configure_logging("admin", settings.log_level, fmt=settings.log_format)
     return create_admin_app(settings)
