@@ -8,13 +8,19 @@ runs named checks (config view caught up, broker reachable, …) and answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 Check = Callable[[], bool | Awaitable[bool]]
 
@@ -62,3 +68,73 @@ def health_routes(readiness: Readiness, registry: CollectorRegistry = REGISTRY) 
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to the service that runs it.
+
+    Each service drains its own work (a transaction, in-flight deliveries)
+    before its HTTP server goes, so the service, not uvicorn, owns the signals.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def quiet_server(app: ASGIApp, host: str, port: int, **options: Any) -> QuietServer:
+    """A :class:`QuietServer` for ``app`` with hookline's defaults (no access log, JSON logs)."""
+    config: dict[str, Any] = {"log_config": None, "access_log": False, "server_header": False}
+    config.update(options)
+    return QuietServer(uvicorn.Config(app, host=host, port=port, **config))
+
+
+class HealthServer:
+    """Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``port`` while in its context."""
+
+    def __init__(self, readiness: Readiness, *, host: str, port: int) -> None:
+        app = Starlette(routes=health_routes(readiness))
+        self._server = quiet_server(app, host, port, lifespan="off")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True once the server has stopped without being asked (e.g. its port was taken)."""
+        return self._task is not None and self._task.done() and not self._server.should_exit
+
+    async def until(self, stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set or the server has stopped on its own."""
+        assert self._task is not None
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({self._task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+
+    async def __aenter__(self) -> HealthServer:
+        self._task = asyncio.create_task(self._server.serve(), name="health-server")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._task
+
+
+def stop_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, for a service's main loop to wait on."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_service(main: Coroutine[Any, Any, int]) -> int:
+    """Run a service's main coroutine on uvloop (where available) and return its exit code."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

@@ -14,15 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-from collections.abc import Iterator
-
-import uvicorn
-from starlette.applications import Starlette
 
 from shared.config_view import ConfigView
-from shared.health import Readiness, health_routes
+from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -33,14 +28,6 @@ from ._engine import KafkaEngine, LocalEngine
 from ._nodes import NodePolicy
 
 log = logging.getLogger("services.dispatcher")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: this process owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def replica_id(settings: Settings) -> str:
@@ -54,10 +41,7 @@ def replica_id(settings: Settings) -> str:
 
 def run(settings: Settings) -> int:
     configure_logging("dispatcher", settings.log_level, fmt=settings.log_format)
-    try:
-        return asyncio.run(_main(settings))
-    except KeyboardInterrupt:
-        return 0
+    return run_service(_main(settings))
 
 
 async def _main(settings: Settings) -> int:
@@ -68,10 +52,7 @@ async def _main(settings: Settings) -> int:
         retry_tiers=len(settings.retry_schedule),
     )
     await ensure_topics(bootstrap, topics, replication_factor=settings.replication_factor)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signals()
     replica = replica_id(settings)
     readiness = Readiness()
     async with ConfigView(bootstrap, topics.config) as view:
@@ -93,21 +74,10 @@ async def _main(settings: Settings) -> int:
                     allow_private_destinations=settings.allow_private_destinations,
                 ),
             )
-        async with dispatcher, engine:
-            readiness.add("dispatcher", lambda: dispatcher.running)
-            readiness.add("engine", lambda: engine.running)
-            app = Starlette(routes=health_routes(readiness))
-            server = _Server(
-                uvicorn.Config(
-                    app,
-                    host=settings.host,
-                    port=settings.dispatcher_port,
-                    log_config=None,
-                    lifespan="off",
-                    access_log=False,
-                )
-            )
-            serving = asyncio.create_task(server.serve(), name="health-server")
+        health = HealthServer(readiness, host=settings.host, port=settings.dispatcher_port)
+        readiness.add("dispatcher", lambda: dispatcher.running)
+        readiness.add("engine", lambda: engine.running)
+        async with dispatcher, engine, health:
             log.info(
                 "dispatcher started",
                 extra={
@@ -116,17 +86,12 @@ async def _main(settings: Settings) -> int:
                     "port": settings.dispatcher_port,
                 },
             )
-            while (
-                not stop.is_set() and dispatcher.running and engine.running and not serving.done()
-            ):
+            while not stop.is_set() and dispatcher.running and engine.running and not health.failed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
             log.info("dispatcher stopping; finishing the transaction in hand")
             dispatcher.stop()
             engine.stop()
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await serving
         failure = dispatcher.failure or engine.failure
     if failure is not None:
         log.error("dispatcher stopped after a failure", extra={"error": repr(failure)})
