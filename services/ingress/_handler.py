@@ -182,6 +182,12 @@ class WebhookIngress:
             payload_json=parsed.json_text,
             ce_id=dedupe_id(webhook.id, event_id),
         )
+        reply = _accepted(provider, kind, event_id, parsed, webhook)
+        # The parsed payload (hundreds of objects for a typical webhook) is not needed
+        # past this point: dropped before the wait, so requests waiting for their
+        # acknowledgement hold bytes only, and the garbage collector has little to
+        # walk however many are in flight.
+        del parsed
         deadline = self._settings.publish_timeout
         if provider == "slack":
             deadline = min(deadline, SLACK_DEADLINE)
@@ -192,7 +198,7 @@ class WebhookIngress:
             raise Unavailable(f"event not stored: {exc}", retry_after=RETRY_AFTER) from exc
         finally:
             metrics.observe_publish(provider, time.perf_counter() - publish_started)
-        return _accepted(provider, kind, event_id, parsed, webhook)
+        return reply
 
     def _verify(
         self, view: ConfigView, webhook: Webhook, provider: str, headers: Any, body: bytes

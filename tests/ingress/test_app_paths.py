@@ -1,0 +1,123 @@
+"""The public app's webhook fast path against the real broker: what bypasses Starlette
+still answers like it (405, 404, 500), a vanished client is logged, and a burst for
+one webhook is acknowledged in full."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.ingress import _handler, create_ingress_app
+from shared.settings import Settings
+from shared.topics import Topics
+from tests.configtools import put_entities, webhook
+from tests.ingress.helpers import github_headers, ingress_client
+from tests.kafkatools import read_topic
+
+pytestmark = pytest.mark.kafka
+
+GH = "gh-secret-fast"
+
+
+async def _github_hook(settings: Settings, topics: Topics, hook_id: str = "gh") -> None:
+    await put_entities(
+        settings.kafka_bootstrap_servers,
+        topics.config,
+        webhook(hook_id, provider="github", secrets=[GH]),
+    )
+
+
+async def test_other_methods_and_paths_still_go_through_starlette(
+    settings: Settings, topics: Topics
+) -> None:
+    await _github_hook(settings, topics)
+    async with ingress_client(settings) as http:
+        assert (await http.get("/webhooks/gh/github")).status_code == 405
+        assert (await http.put("/webhooks/gh")).status_code == 405
+        assert (await http.post("/webhooks/gh/bitbucket", content=b"{}")).status_code == 404
+        assert (await http.post("/webhooks/gh/github/x", content=b"{}")).status_code == 404
+
+
+async def test_a_bug_in_the_pipeline_is_a_logged_500(
+    settings: Settings,
+    topics: Topics,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await _github_hook(settings, topics)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(_handler, "parse_body", broken)
+    caplog.set_level(logging.INFO, logger="hookline.ingress")
+    body = b'{"zen": "x"}'
+    headers = {**github_headers(GH, body, "push", "d-bug"), "Content-Type": "application/json"}
+    async with ingress_client(settings) as http:
+        response = await http.post("/webhooks/gh/github", content=body, headers=headers)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "detail": "internal error"}
+    failed = [r for r in caplog.records if r.getMessage() == "webhook request failed"]
+    assert failed and failed[0].exc_info is not None
+    lines = [r for r in caplog.records if r.getMessage() == "webhook request"]
+    assert [getattr(r, "status", None) for r in lines] == [500]
+
+
+async def test_a_client_gone_before_its_body_gets_no_answer_and_one_log_line(
+    settings: Settings, topics: Topics, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _github_hook(settings, topics)
+    caplog.set_level(logging.INFO, logger="hookline.ingress")
+    app = create_ingress_app(settings)
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b"{", "more_body": True}]
+    messages.append({"type": "http.disconnect"})
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/webhooks/gh/github",
+        "headers": [(b"content-type", b"application/json"), (b"x-github-event", b"push")],
+        "client": ("127.0.0.1", 4000),
+    }
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    assert sent == []
+    lines = [r for r in caplog.records if r.getMessage() == "webhook request"]
+    assert len(lines) == 1 and "disconnected" in getattr(lines[0], "reason", "")
+
+
+async def test_a_burst_for_one_webhook_is_acknowledged_in_full(
+    settings: Settings, topics: Topics, fixtures_dir: Path
+) -> None:
+    # Hundreds of webhook-sized records for one key (one partition) at once: more
+    # than one producer batch used to hold, which made every send wait in a herd.
+    await _github_hook(settings, topics)
+    body = (fixtures_dir / "github" / "push" / "payload.json").read_bytes()
+    prefix = uuid.uuid4().hex[:8]
+    count = 300
+    async with ingress_client(settings) as http:
+
+        async def post(n: int) -> int:
+            headers = github_headers(GH, body, "push", f"{prefix}-{n}")
+            headers["Content-Type"] = "application/json"
+            response = await http.post("/webhooks/gh/github", content=body, headers=headers)
+            return response.status_code
+
+        statuses = await asyncio.wait_for(asyncio.gather(*(post(n) for n in range(count))), 60)
+    assert statuses == [202] * count
+    records = await read_topic(
+        settings.kafka_bootstrap_servers, topics.inbound, min_count=count, timeout=30
+    )
+    assert len(records) == count
