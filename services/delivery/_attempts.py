@@ -5,18 +5,28 @@ follows from it is durable in Kafka: the attempt record on ``delivery-attempts``
 and, where the delivery is not finished, its hand-off (the next retry tier, the
 dlq, or a disabled subscription on ``config``). Only then may the caller count
 the delivery settled and let the source record's offset be committed.
+
+Lifecycle: ``async with deliverer`` runs the stall watchdog, which gives up the
+requests a stalled lane has held for ``abandon_after`` seconds (they become
+failed attempts, error ``stalled``, handed to their next tier), so a hung
+receiver holds neither its records' offsets nor the global pool for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self, get_args
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from services.delivery._codec import SOURCE, Due, attempt_record, due_record
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
 from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY
 from services.delivery._schedule import RetryPolicy
@@ -27,13 +37,13 @@ from shared.config_view import ConfigView
 from shared.deadletter import DeadLetters
 from shared.entities import Subscription
 from shared.errors import SecretError
-from shared.messages import DeliveryAttempted, DeliveryDue, DeliveryOutcome
+from shared.messages import DeliveryOutcome
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/hookline/delivery"
 Write = tuple[str, KafkaRecord]
+STALLED = "stalled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,29 @@ class DeliveryLimits:
     breaker_failure_threshold: int
     breaker_cooldown: float
     disable_after_failing_for: float
+    abandon_after: float = 2.0
+
+
+class _Secrets:
+    """Decrypted active secrets per subscription, until one expires or the entity changes."""
+
+    def __init__(self, view: ConfigView) -> None:
+        self._view = view
+        self._cache: dict[str, tuple[Subscription, list[str], float]] = {}
+
+    def of(self, sub: Subscription, now: datetime) -> list[str]:
+        hit = self._cache.get(sub.id)
+        stamp = now.timestamp()
+        if hit is not None and hit[0] is sub and stamp < hit[2]:
+            return hit[1]
+        secrets = self._view.secrets(sub, now)
+        expiries = [
+            s.expires_at.timestamp()
+            for s in sub.secrets
+            if s.expires_at is not None and s.active(now)
+        ]
+        self._cache[sub.id] = (sub, secrets, min(expiries, default=float("inf")))
+        return secrets
 
 
 class Deliverer:
@@ -71,10 +104,38 @@ class Deliverer:
         self._limits = limits
         self._breakers = CircuitBreakers(limits.breaker_failure_threshold, limits.breaker_cooldown)
         self._streaks = FailingStreaks()
-        self._lanes = Lanes(limits.max_in_flight_per_subscription, limits.stall_after)
+        self._lanes = Lanes(
+            limits.max_in_flight_per_subscription, limits.stall_after, limits.abandon_after
+        )
         self._slots = asyncio.Semaphore(limits.max_in_flight)
+        self._secrets = _Secrets(view)
+        self._abandoned: set[asyncio.Timeout] = set()
         self._disabled: set[tuple[str, int]] = set()
+        self._outcomes = {o: ATTEMPTS.labels(o) for o in get_args(DeliveryOutcome)}
+        self._watchdog: asyncio.Task[None] | None = None
         self.stopping = False
+
+    async def __aenter__(self) -> Self:
+        self._watchdog = asyncio.create_task(self._watch(), name="delivery-stall-watchdog")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+
+    async def _watch(self) -> None:
+        period = max(0.05, min(self._limits.stall_after, self._limits.abandon_after) / 2)
+        while True:
+            await asyncio.sleep(period)
+            expired = self._lanes.abandon_overdue()
+            if expired:
+                self._abandoned.update(expired)
+                log.warning("gave up requests of a stalled lane", extra={"count": len(expired)})
 
     @property
     def breakers(self) -> CircuitBreakers:
@@ -87,18 +148,18 @@ class Deliverer:
         """
         return await self._lanes.admit(subscription_id)
 
-    async def deliver(self, due: DeliveryDue) -> None:
+    async def deliver(self, due: Due) -> None:
         """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable."""
         writes = await self._attempt(due)
         await self._write_durably(writes)
 
-    async def defer(self, due: DeliveryDue) -> None:
+    async def defer(self, due: Due) -> None:
         """Hand ``due`` to its retry tier unchanged, due later, without a request."""
         await self._write_durably([self._defer(due)])
 
     # -- the attempt ----------------------------------------------------------------------
 
-    async def _attempt(self, due: DeliveryDue) -> list[Write]:
+    async def _attempt(self, due: Due) -> list[Write]:
         sub = self._view.subscription(due.subscription_id)
         if sub is None or not sub.enabled:
             self._lanes.withdraw(due.subscription_id)
@@ -127,20 +188,35 @@ class Deliverer:
         self._breakers.record_failure(sub.id)
         return self._after_failure(due, sub, result=result)
 
-    async def _send(self, due: DeliveryDue, sub: Subscription) -> HttpOutcome:
+    async def _send(self, due: Due, sub: Subscription) -> HttpOutcome:
+        now = datetime.now(UTC)
         try:
-            secrets = self._view.secrets(sub)
+            secrets = self._secrets.of(sub, now)
         except SecretError:
             log.error("subscription secret does not decrypt", extra={"subscription": sub.id})
             return HttpOutcome(None, "secret_error", 0.0)
         body = due.body.encode()
         headers = {**sub.headers, "content-type": "application/json"}
-        headers.update(signature_headers(due.message_id, body, secrets, datetime.now(UTC)))
-        return await self._sender.send(sub.url, headers, body)
+        headers.update(signature_headers(due.message_id, body, secrets, now))
+        started = time.perf_counter()
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                self._lanes.sending(sub.id, scope)
+                try:
+                    return await self._sender.send(sub.url, headers, body)
+                finally:
+                    self._lanes.sent(sub.id, scope)
+        except TimeoutError:
+            if scope not in self._abandoned:
+                raise
+            return HttpOutcome(None, STALLED, (time.perf_counter() - started) * 1000)
+        finally:
+            self._abandoned.discard(scope)
 
     def _after_failure(
         self,
-        due: DeliveryDue,
+        due: Due,
         sub: Subscription,
         *,
         result: HttpOutcome | None = None,
@@ -160,9 +236,9 @@ class Deliverer:
             ]
         retry_after = result.retry_after if result is not None else None
         next_at = self._policy.next_due(due.attempt, now, retry_after)
-        following = due.model_copy(update={"attempt": due.attempt + 1, "due_at": next_at})
+        following = due.later(next_at, attempt=due.attempt + 1)
         return [
-            self._to_tier(following),
+            self._to_tier(following, now),
             self._record(
                 due, outcome, result=result, error=error, url=sub.url, next_attempt_at=next_at
             ),
@@ -170,7 +246,7 @@ class Deliverer:
 
     def _disable(
         self,
-        due: DeliveryDue,
+        due: Due,
         sub: Subscription,
         reason: str,
         result: HttpOutcome | None,
@@ -198,31 +274,31 @@ class Deliverer:
 
     # -- hand-offs ------------------------------------------------------------------------
 
-    def _defer(self, due: DeliveryDue) -> Write:
+    def _defer(self, due: Due) -> Write:
         """The lane is full: same attempt, later, on its tier; no request was made."""
         DEFERRED.inc()
-        later = datetime.now(UTC) + timedelta(seconds=self._policy.gap(1))
-        return self._to_tier(due.model_copy(update={"due_at": later}))
+        now = datetime.now(UTC)
+        return self._to_tier(due.later(now + timedelta(seconds=self._policy.gap(1))), now)
 
-    def _to_tier(self, due: DeliveryDue) -> Write:
-        topic = self._topics.retry_tier(due.attempt)
-        return topic, encode(due, key=due.subscription_id, source=SOURCE)
+    def _to_tier(self, due: Due, now: datetime) -> Write:
+        return self._topics.retry_tier(due.attempt), due_record(due, now)
 
-    def _dead_letter(self, due: DeliveryDue) -> Write:
-        record = encode(due, key=due.subscription_id, source=SOURCE)
+    def _dead_letter(self, due: Due) -> Write:
+        record = encode(due.to_message(), key=due.subscription_id, source=SOURCE)
+        topic, partition, offset = due.source
         headers = self._dead_letters.record_headers(
             headers=record.headers,
             reason=f"delivery exhausted after {due.attempt} attempts",
             code="delivery_exhausted",
-            source_topic=due.source.topic,
-            partition=due.source.partition,
-            offset=due.source.offset,
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
         )
         return self._dead_letters.topic, KafkaRecord(record.key, record.value, headers)
 
     def _record(
         self,
-        due: DeliveryDue,
+        due: Due,
         outcome: DeliveryOutcome,
         *,
         result: HttpOutcome | None = None,
@@ -230,27 +306,25 @@ class Deliverer:
         url: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> Write:
-        ATTEMPTS.labels(outcome).inc()
-        attempted = DeliveryAttempted.model_construct(
-            delivery_id=due.delivery_id,
-            message_id=due.message_id,
-            subscription_id=due.subscription_id,
-            event_type=due.event_type,
-            workflow_id=due.workflow_id,
-            source=due.source,
-            attempt=due.attempt,
-            outcome=outcome,
-            status_code=result.status_code if result else None,
-            error=(result.error if result else None) or error,
-            latency_ms=round(result.latency_ms, 3) if result else None,
-            response_excerpt=result.excerpt if result else None,
-            next_attempt_at=next_attempt_at,
-            attempted_at=datetime.now(UTC),
-            url=url,
-            body=due.body,
-        )
-        topic = self._topics.delivery_attempts
-        return topic, encode(attempted, key=due.subscription_id, source=SOURCE)
+        self._outcomes[outcome].inc()
+        now = datetime.now(UTC)
+        if result is None:
+            record = attempt_record(
+                due, outcome, now, error=error, url=url, next_attempt_at=next_attempt_at
+            )
+        else:
+            record = attempt_record(
+                due,
+                outcome,
+                now,
+                status_code=result.status_code,
+                error=result.error or error,
+                latency_ms=round(result.latency_ms, 3),
+                excerpt=result.excerpt,
+                next_attempt_at=next_attempt_at,
+                url=url,
+            )
+        return self._topics.delivery_attempts, record
 
     async def _write_durably(self, writes: list[Write]) -> None:
         """Send every write and wait for acks=all; retry until it holds or the service stops."""
@@ -260,8 +334,13 @@ class Deliverer:
                 await self._producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
                 for topic, rec in writes
             ]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [w for w, r in zip(writes, results, strict=True) if isinstance(r, Exception)]
+            failed: list[Write] = []
+            # Awaited one by one: cheaper than a gather, and every ack is awaited all the same.
+            for write, future in zip(writes, futures, strict=True):
+                try:
+                    await future
+                except Exception:  # any failure means: send it again
+                    failed.append(write)
             if not failed:
                 return
             log.warning(

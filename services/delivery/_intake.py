@@ -13,12 +13,13 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.delivery._attempts import Deliverer
+from services.delivery._codec import Due
 from services.delivery._loop import ConsumerLoop
 from services.delivery._offsets import PartitionLedger
-from services.delivery._signing import delivery_id, message_id, render_body
+from services.delivery._signing import delivery_ids, render_body
 from shared.config_view import ConfigView
 from shared.deadletter import DeadLetters, decode_or_divert
-from shared.messages import LIFECYCLE_EVENTS, DeliveryDue, LifecycleEvent, SourceRecord
+from shared.messages import LIFECYCLE_EVENTS, LifecycleEvent
 
 
 class EventIntake(ConsumerLoop):
@@ -51,21 +52,22 @@ class EventIntake(ConsumerLoop):
         ledger.take(record.offset, len(subscriptions))
         if not subscriptions:
             return True
-        source = SourceRecord(topic=tp.topic, partition=tp.partition, offset=record.offset)
+        source = (tp.topic, tp.partition, record.offset)
         body = render_body(data)
         now = datetime.now(UTC)
         for sub in subscriptions:
-            due = DeliveryDue.model_construct(
-                delivery_id=delivery_id(source, sub.id),
-                message_id=message_id(source, sub.id),
-                subscription_id=sub.id,
-                event_type=event.type,
-                workflow_id=data.workflow_id,
-                source=source,
-                body=body,
-                attempt=1,
-                due_at=now,
-                first_attempted_at=now,
+            dlv_id, msg_id = delivery_ids(*source, sub.id)
+            due = Due(
+                dlv_id,
+                msg_id,
+                sub.id,
+                event.type,
+                data.workflow_id,
+                source,
+                body,
+                1,
+                now,
+                now,
             )
             admitted = await self._deliverer.admit(sub.id)
             step = self._deliverer.deliver if admitted else self._deliverer.defer

@@ -101,13 +101,16 @@ class FailingStreaks:
 
 
 class _Lane:
-    __slots__ = ("freed", "in_flight", "last_progress", "queued")
+    __slots__ = ("freed", "in_flight", "last_progress", "queued", "requests")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.queued = 0
         self.last_progress = time.monotonic()
         self.freed = asyncio.Event()
+        # The timeout scope of each request being sent, and when it started: the
+        # watchdog cuts short the ones a stalled lane has held too long.
+        self.requests: dict[asyncio.Timeout, float] = {}
 
 
 class Lanes:
@@ -119,11 +122,17 @@ class Lanes:
     and it is moving, which is ordinary backpressure; when it is stalled, admission
     says no at once and the caller defers the delivery to a retry tier, so a stuck
     receiver holds at most its cap of requests and never the other subscriptions.
+    The requests a stalled lane has held for ``abandon_after`` seconds are given up
+    (:meth:`abandon_overdue`), so they hold neither their source records nor the
+    global pool until the request timeout.
     """
 
-    def __init__(self, per_subscription: int, stall_after: float) -> None:
+    def __init__(
+        self, per_subscription: int, stall_after: float, abandon_after: float | None = None
+    ) -> None:
         self._cap = per_subscription
         self._stall_after = stall_after
+        self._abandon_after = stall_after if abandon_after is None else abandon_after
         self._lanes: dict[str, _Lane] = {}
 
     def _lane(self, subscription_id: str) -> _Lane:
@@ -132,12 +141,11 @@ class Lanes:
             lane = self._lanes[subscription_id] = _Lane()
         return lane
 
+    def _is_stalled(self, lane: _Lane, now: float) -> bool:
+        return lane.in_flight >= self._cap and now - lane.last_progress >= self._stall_after
+
     def stalled(self, subscription_id: str) -> bool:
-        lane = self._lane(subscription_id)
-        return (
-            lane.in_flight >= self._cap
-            and time.monotonic() - lane.last_progress >= self._stall_after
-        )
+        return self._is_stalled(self._lane(subscription_id), time.monotonic())
 
     async def _wait_freed(self, lane: _Lane) -> None:
         with contextlib.suppress(TimeoutError):
@@ -179,6 +187,31 @@ class Lanes:
         lane.last_progress = time.monotonic()
         lane.freed.set()
         lane.freed = asyncio.Event()
+
+    def sending(self, subscription_id: str, scope: asyncio.Timeout) -> None:
+        """Note a request's timeout scope while it is being sent (see :meth:`abandon_overdue`)."""
+        self._lane(subscription_id).requests[scope] = time.monotonic()
+
+    def sent(self, subscription_id: str, scope: asyncio.Timeout) -> None:
+        self._lane(subscription_id).requests.pop(scope, None)
+
+    def abandon_overdue(self) -> list[asyncio.Timeout]:
+        """Expire the requests of stalled lanes that are older than ``abandon_after``.
+
+        Each expired scope ends its request with a timeout at once; the caller
+        records it as a failed attempt and hands the delivery to its next tier.
+        """
+        now = time.monotonic()
+        expired: list[asyncio.Timeout] = []
+        for lane in self._lanes.values():
+            if not lane.requests or not self._is_stalled(lane, now):
+                continue
+            for scope, started in list(lane.requests.items()):
+                if now - started >= self._abandon_after and not scope.expired():
+                    del lane.requests[scope]
+                    scope.reschedule(asyncio.get_running_loop().time())
+                    expired.append(scope)
+        return expired
 
     def in_flight(self, subscription_id: str) -> int:
         lane = self._lanes.get(subscription_id)

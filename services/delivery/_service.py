@@ -40,6 +40,7 @@ class DeliveryService:
         resolver: Resolver | None = None,
         transport: TransportKind = "aiohttp",
         stall_after: float = 0.5,
+        abandon_after: float = 2.0,
     ) -> None:
         self.settings = settings
         self.topics: Topics = topic_registry(
@@ -54,6 +55,8 @@ class DeliveryService:
         )
         self._transport = transport
         self._stall_after = stall_after
+        # A request a stalled lane has held this long is given up (never past the timeout).
+        self._abandon_after = min(abandon_after, settings.request_timeout)
         self._stack = contextlib.AsyncExitStack()
         self._deliverer: Deliverer | None = None
         self.loops: list[ConsumerLoop] = []
@@ -92,7 +95,7 @@ class DeliveryService:
                     transport=self._transport,
                 )
             )
-            self._deliverer = Deliverer(
+            self._deliverer = deliverer = Deliverer(
                 view=view,
                 sender=sender,
                 producer=producer,
@@ -106,8 +109,10 @@ class DeliveryService:
                     breaker_failure_threshold=s.breaker_failure_threshold,
                     breaker_cooldown=s.breaker_cooldown,
                     disable_after_failing_for=s.disable_after_failing_for,
+                    abandon_after=self._abandon_after,
                 ),
             )
+            await self._stack.enter_async_context(deliverer)
             group = f"{s.topic_prefix}delivery"
             self.loops = [
                 EventIntake(

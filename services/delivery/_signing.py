@@ -40,12 +40,24 @@ def delivery_id(source: SourceRecord, subscription_id: str) -> str:
     return "dlv_" + _digest(source.topic, source.partition, source.offset, subscription_id)
 
 
+def delivery_ids(topic: str, partition: int, offset: int, subscription_id: str) -> tuple[str, str]:
+    """``(delivery_id, message_id)`` of one (source record, subscription), from one digest."""
+    digest = _digest(topic, partition, offset, subscription_id)
+    return "dlv_" + digest, "msg_" + digest
+
+
 def render_body(event: LifecycleEvent) -> str:
     """The JSON body subscribers receive: ``{type, timestamp, data}``."""
     data: dict[str, Any] = event.model_dump(mode="json", by_alias=True)
     return orjson.dumps(
         {"type": event.ce_type, "timestamp": data["occurred_at"], "data": data}
     ).decode()
+
+
+@lru_cache(maxsize=4096)
+def _keyed_mac(secret: str) -> Any:
+    # An HMAC already keyed: copying it skips the key schedule on every signature.
+    return hmac.new(signing_key(secret), digestmod="sha256")
 
 
 @lru_cache(maxsize=4096)
@@ -63,7 +75,9 @@ def signing_key(secret: str) -> bytes:
 def sign(msg_id: str, timestamp: int, body: str | bytes, secret: str) -> str:
     """One ``v1,<base64>`` signature of ``id.timestamp.body``."""
     payload = body.encode() if isinstance(body, str) else body
-    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + payload, "sha256")
+    mac = _keyed_mac(secret).copy()
+    mac.update(f"{msg_id}.{timestamp}.".encode())
+    mac.update(payload)
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.delivery._attempts import Deliverer
+from services.delivery._codec import Due
 from services.delivery._loop import ConsumerLoop
 from services.delivery._offsets import PartitionLedger
 from shared.deadletter import DeadLetters, decode_or_divert
@@ -41,8 +42,9 @@ class RetryTier(ConsumerLoop):
         if event is None:
             ledger.take(record.offset, 0)
             return True
-        due = event.data
-        assert isinstance(due, DeliveryDue)
+        message = event.data
+        assert isinstance(message, DeliveryDue)
+        due = Due.from_message(message)
         wait = (due.due_at - datetime.now(UTC)).total_seconds()
         if wait > 0:
             self.hold(tp, record.offset, time.monotonic() + wait)
