@@ -46,7 +46,7 @@ CONCURRENCY = 32
 WARMUP = 1.5
 DURATION = 5.0
 LOAD_FACTOR = 0.7
-POOL = 1024
+POOL = 128
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
 # uvloop's timers tick in whole milliseconds: a shorter sleep would spin the
 # generator (and take the CPU the broker and the server need).
