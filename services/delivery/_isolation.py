@@ -116,7 +116,7 @@ class _Lane:
 class Lanes:
     """A cap on requests in flight per subscription, and on deliveries queued behind them.
 
-    A lane is *stalled* when its cap of requests is in flight and none has finished
+    A lane is *stalled* when its cap of requests is on the wire and none has finished
     for ``stall_after`` seconds (a hung or very slow receiver). Admission
     (:meth:`admit`, called by the consumer loops) waits while a lane's queue is full
     and it is moving, which is ordinary backpressure; when it is stalled, admission
@@ -142,7 +142,9 @@ class Lanes:
         return lane
 
     def _is_stalled(self, lane: _Lane, now: float) -> bool:
-        return lane.in_flight >= self._cap and now - lane.last_progress >= self._stall_after
+        # Counted on requests on the wire, not on slots taken: a lane whose deliveries wait
+        # for the global pool (held by some other lane) is waiting, not stalled.
+        return len(lane.requests) >= self._cap and now - lane.last_progress >= self._stall_after
 
     def stalled(self, subscription_id: str) -> bool:
         return self._is_stalled(self._lane(subscription_id), time.monotonic())
@@ -166,6 +168,14 @@ class Lanes:
         """Give back an admitted place that will not be used (skipped without a request)."""
         lane = self._lane(subscription_id)
         lane.queued = max(0, lane.queued - 1)
+        # Wake admission: a lane whose deliveries are all skipped (breaker open) must not
+        # hold the consumer loop until the wait times out.
+        self._freed(lane)
+
+    @staticmethod
+    def _freed(lane: _Lane) -> None:
+        lane.freed.set()
+        lane.freed = asyncio.Event()
 
     async def acquire(self, subscription_id: str) -> bool:
         """Turn an admitted place into a request slot; False when the lane stalled meanwhile."""
@@ -173,6 +183,7 @@ class Lanes:
         while lane.in_flight >= self._cap:
             if self.stalled(subscription_id):
                 lane.queued = max(0, lane.queued - 1)
+                self._freed(lane)
                 return False
             await self._wait_freed(lane)
         lane.queued = max(0, lane.queued - 1)
@@ -185,12 +196,15 @@ class Lanes:
         lane = self._lane(subscription_id)
         lane.in_flight -= 1
         lane.last_progress = time.monotonic()
-        lane.freed.set()
-        lane.freed = asyncio.Event()
+        self._freed(lane)
 
     def sending(self, subscription_id: str, scope: asyncio.Timeout) -> None:
         """Note a request's timeout scope while it is being sent (see :meth:`abandon_overdue`)."""
-        self._lane(subscription_id).requests[scope] = time.monotonic()
+        lane = self._lane(subscription_id)
+        now = time.monotonic()
+        if not lane.requests:
+            lane.last_progress = now
+        lane.requests[scope] = now
 
     def sent(self, subscription_id: str, scope: asyncio.Timeout) -> None:
         self._lane(subscription_id).requests.pop(scope, None)

@@ -17,12 +17,22 @@ from shared.topics import Topics
 def run_service(
     settings: Settings, topics: Topics
 ) -> Callable[..., AbstractAsyncContextManager[DeliveryService]]:
-    """``async with run_service(**setting_overrides) as service:`` — joined and ready."""
+    """``async with run_service(**setting_overrides) as service:`` — joined and ready.
+
+    ``stall_after`` and ``abandon_after`` go to the service itself, not to its settings.
+    """
 
     @asynccontextmanager
-    async def run(resolver: Any = None, **overrides: Any) -> AsyncIterator[DeliveryService]:
+    async def run(
+        resolver: Any = None,
+        stall_after: float = 0.5,
+        abandon_after: float = 2.0,
+        **overrides: Any,
+    ) -> AsyncIterator[DeliveryService]:
         tuned = settings.model_copy(update=overrides)
-        async with DeliveryService(tuned, resolver=resolver) as service:
+        async with DeliveryService(
+            tuned, resolver=resolver, stall_after=stall_after, abandon_after=abandon_after
+        ) as service:
             await service.wait_joined()
             yield service
 

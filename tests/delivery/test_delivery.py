@@ -420,3 +420,62 @@ async def test_a_hung_receiver_leaves_others_delivered_and_offsets_advancing_wit
             assert intake.max_unsettled_seen <= bound
             assert len(receiver.ids("/a")) == events
     assert len(receiver.on("/hung")) >= 1
+
+
+async def test_a_hung_lane_gives_its_requests_up_so_others_get_the_global_pool_and_offsets_commit(
+    settings: Settings, topics: Topics, run_service: Any
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    events = 12
+    async with Receiver() as receiver:
+        receiver.hang("/hung")
+        await put_entities(
+            settings.kafka_bootstrap_servers,
+            topics.config,
+            subscription("hung", url=receiver.url("/hung")),
+            subscription("fast", url=receiver.url("/fast")),
+        )
+        # The hung lane can hold the whole global pool, and the request timeout is far
+        # beyond the test's deadlines: only giving stalled requests up lets "fast" through.
+        async with run_service(
+            request_timeout=60.0,
+            max_in_flight=2,
+            max_in_flight_per_subscription=2,
+            retry_schedule=(30.0, 30.0),
+            stall_after=0.2,
+            abandon_after=0.5,
+        ):
+            await publish(
+                settings.kafka_bootstrap_servers,
+                topics.workflow_events,
+                [completed(f"r{i}") for i in range(events)],
+            )
+            await wait_until(
+                lambda: len(receiver.on("/fast")) >= events,
+                timeout=15,
+                message="the fast subscription's deliveries",
+            )
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await admin.start()
+            try:
+
+                async def all_committed() -> bool:
+                    offsets = await admin.list_consumer_group_offsets(
+                        f"{settings.topic_prefix}delivery"
+                    )
+                    total = sum(
+                        m.offset for tp, m in offsets.items() if tp.topic == topics.workflow_events
+                    )
+                    return bool(total == events)
+
+                await wait_until(all_committed, timeout=15, message="offsets at the end")
+            finally:
+                await admin.close()
+            records = await attempts(settings.kafka_bootstrap_servers, topics, min_count=events)
+    stalled = [r for r in records if r.subscription_id == "hung" and r.error == "stalled"]
+    assert stalled, [(r.subscription_id, r.outcome, r.error) for r in records]
+    for record in stalled:
+        assert record.outcome == "failed" and record.attempt == 1
+        assert record.next_attempt_at is not None and record.status_code is None
+    assert len(receiver.ids("/fast")) == events

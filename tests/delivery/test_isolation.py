@@ -74,3 +74,57 @@ def test_book_reports_only_moved_offsets_and_forgets_revoked_partitions() -> Non
     book.revoke([tp])
     book.settle(tp, 0)
     assert book.to_commit() == {}
+
+
+async def test_a_skipped_delivery_frees_its_lane_place_for_waiting_admission_at_once() -> None:
+    import asyncio
+
+    from services.delivery._isolation import Lanes
+
+    lanes = Lanes(per_subscription=1, stall_after=30.0)
+    assert await lanes.admit("s") and await lanes.admit("s")  # the queue (2 x cap) is full
+    waiting = asyncio.create_task(lanes.admit("s"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    lanes.withdraw("s")  # the breaker is open: skipped without a request
+    # Far less than stall_after: admission must not sit out its wait.
+    assert await asyncio.wait_for(waiting, timeout=2.0)
+
+
+async def test_requests_a_stalled_lane_held_past_abandon_after_are_expired_and_others_are_not() -> (
+    None
+):
+    import asyncio
+
+    from services.delivery._isolation import Lanes
+    from tests.kafkatools import wait_until
+
+    lanes = Lanes(per_subscription=2, stall_after=0.05, abandon_after=0.1)
+    never = asyncio.Event()
+    outcomes: dict[str, str] = {}
+
+    async def request(sub: str) -> None:
+        assert await lanes.admit(sub) and await lanes.acquire(sub)
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                lanes.sending(sub, scope)
+                await never.wait()
+        except TimeoutError:
+            outcomes.setdefault(sub, "expired")
+        finally:
+            lanes.sent(sub, scope)
+            lanes.release(sub)
+
+    # "hung" fills its cap (a stalled lane); "slow" has one request out (not stalled).
+    tasks = [asyncio.create_task(request(s)) for s in ("hung", "hung", "slow")]
+
+    def expired_hung() -> bool:
+        lanes.abandon_overdue()
+        return len([t for t in tasks[:2] if t.done()]) == 2
+
+    await wait_until(expired_hung, timeout=5)
+    assert outcomes == {"hung": "expired"}
+    assert not tasks[2].done() and lanes.in_flight("slow") == 1 and lanes.in_flight("hung") == 0
+    never.set()
+    await tasks[2]
