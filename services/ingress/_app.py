@@ -1,9 +1,10 @@
 """The public ingress app: the four webhook routes and the health routes.
 
 Lifecycle (the Starlette lifespan): start — ensure the topics exist, start the
-idempotent producer, read the config topic to its end; ready — requests are
-served (before that they get 503); stop — stop routing to the pipeline, drain
-the producer (flush what is in flight), close the config view.
+idempotent producer, read the config topic to its end, freeze what start-up
+built out of the collector's way; ready — requests are served (before that they
+get 503); stop — unfreeze, stop routing to the pipeline, drain the producer
+(flush what is in flight), close the config view.
 """
 
 from __future__ import annotations

@@ -105,12 +105,14 @@ class WebhookIngress:
             log.exception("webhook request failed", extra=fields)
             reply, outcome = _INTERNAL_ERROR, "error"
         elapsed = time.perf_counter() - started
-        # The answer goes out first; the bookkeeping below is not the provider's wait.
-        await reply.send(send)
-        metrics.count(provider, outcome, elapsed)
-        fields["status"] = reply.status
-        fields["latency_ms"] = round(elapsed * 1000, 3)
-        _log_request(logging.WARNING if reply.status >= 500 else logging.INFO, fields)
+        try:
+            # The answer goes out first; the bookkeeping below is not the provider's wait.
+            await reply.send(send)
+        finally:
+            metrics.count(provider, outcome, elapsed)
+            fields["status"] = reply.status
+            fields["latency_ms"] = round(elapsed * 1000, 3)
+            _log_request(logging.WARNING if reply.status >= 500 else logging.INFO, fields)
 
     async def _process(
         self,
