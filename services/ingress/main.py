@@ -10,47 +10,33 @@ returns 1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import math
 import signal
-from collections.abc import Generator
 
-import uvicorn
 from starlette.types import ASGIApp
 
+from shared.health import QuietServer, quiet_server, run_service
 from shared.logging import configure_logging
 from shared.settings import Settings
 
 log = logging.getLogger("hookline.ingress")
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to :func:`run` (two servers share it)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _server(app: ASGIApp, settings: Settings, port: int) -> _Server:
-    config = uvicorn.Config(
+def _server(app: ASGIApp, settings: Settings, port: int) -> QuietServer:
+    return quiet_server(
         app,
-        host=settings.host,
-        port=port,
+        settings.host,
+        port,
         http="httptools",
         loop="none",
         lifespan="on",
-        log_config=None,
-        access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
-        server_header=False,
         # The app reads X-Forwarded-For itself, from HOOKLINE_TRUSTED_PROXIES only;
         # uvicorn's own rewrite would trust loopback peers behind our back.
         proxy_headers=False,
     )
-    return _Server(config)
 
 
 def _apps(settings: Settings) -> list[tuple[str, ASGIApp, int]]:
@@ -116,9 +102,4 @@ def tune_process() -> None:
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level, fmt=settings.log_format)
     tune_process()
-    try:
-        import uvloop
-    except ImportError:  # Windows: the default loop serves too
-        return asyncio.run(serve(settings))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(settings))
+    return run_service(serve(settings))
