@@ -120,6 +120,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     env = _service_env(bootstrap, creds, settings)
     out = sys.stdout
+    # Started in this order, stopped in the reverse: the receiver and delivery are
+    # up before anything can produce events, the ingress last (and stopped first).
+    ports = {
+        "delivery": settings.delivery_port,
+        "dispatcher": settings.dispatcher_port,
+        "ingress": settings.admin_port,  # ready once the admin API's config view is
+    }
     children = [
         ServiceProcess(
             "receiver",
@@ -128,26 +135,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             ready_url=f"http://127.0.0.1:{RECEIVER_PORT}/",
             echo=out,
         ),
-        ServiceProcess(
-            "delivery",
-            [*HOOKLINE, "delivery"],
-            env=env,
-            ready_url=f"http://127.0.0.1:{settings.delivery_port}/readyz",
-            echo=out,
-        ),
-        ServiceProcess(
-            "dispatcher",
-            [*HOOKLINE, "dispatcher"],
-            env=env,
-            ready_url=f"http://127.0.0.1:{settings.dispatcher_port}/readyz",
-            echo=out,
-        ),
-        ServiceProcess(
-            "ingress",
-            [*HOOKLINE, "ingress"],
-            env=env,
-            ready_url=f"http://127.0.0.1:{settings.admin_port}/readyz",
-            echo=out,
+        *(
+            ServiceProcess(
+                name,
+                [*HOOKLINE, name],
+                env=env,
+                ready_url=f"http://127.0.0.1:{port}/readyz",
+                echo=out,
+            )
+            for name, port in ports.items()
         ),
     ]
     stopping = asyncio.Event()
