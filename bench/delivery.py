@@ -10,6 +10,11 @@ One run, against one fast receiver in its own process on loopback (concurrency 6
   (service ÷ bare loop of that round; fast rate beside the hung one ÷ without it), so
   the load others put on the machine touches both sides of each ratio alike.
 
+Then the hung-receiver comparison again at a steady offered load (half the measured
+capacity, events published at a fixed rate): at saturation the hung subscription's
+hand-offs take CPU from the others' deliveries on this 2-core machine, while at a
+steady load below capacity isolation shows as the others keeping the offered rate.
+
 The bare loop sends what the service sends: the same body size and the same header
 set (a webhook-id, timestamp and signature, computed once), through the same guarded
 client; the service's own work (Kafka in and out, signing, the attempt records,
@@ -57,6 +62,9 @@ EVENTS_PER_ROUND = 4000
 ROUNDS = 3
 BARE_SECONDS = 3.0
 HTTPX_SECONDS = 2.0
+STEADY_SHARE = 0.5  # the steady rounds offer this share of the measured capacity
+STEADY_SECONDS = 8.0
+STEADY_ROUNDS = 2
 SECRET = f"whsec_{'A' * 43}="
 
 # A minimal HTTP/1.1 keep-alive server: 200 "ok" to every POST, none ever to /hung.
@@ -227,6 +235,31 @@ class _Bench:
         done = _succeeded() - before - first
         return done / elapsed, (time.process_time() - cpu) / max(done, 1) * 1e6
 
+    async def steady(self, events_per_s: float, seconds: float) -> float:
+        """Fast deliveries/s while events arrive at a steady rate below capacity.
+
+        At saturation a hung receiver's hand-offs compete for the same CPU as the
+        others' deliveries; at a steady offered load isolation means the others'
+        rate stays the offered rate. Counted from one second in, to skip start-up.
+        """
+        topic = self.service.topics.workflow_events
+        async with create_producer(self.bootstrap, linger_ms=5) as producer:
+            started = time.perf_counter()
+            sent = 0
+            window: tuple[float, float] | None = None
+            while (now := time.perf_counter()) < started + seconds:
+                while sent < int((now - started) * events_per_s):
+                    self._published += 1
+                    sent += 1
+                    run_id = f"run-{self._published}"
+                    rec = encode(completed(run_id), key=run_id, source="/bench")
+                    await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
+                if window is None and now >= started + 1.0:
+                    window = (_succeeded(), now)
+                await asyncio.sleep(0.01)
+            assert window is not None
+            return (_succeeded() - window[0]) / (time.perf_counter() - window[1])
+
     async def committed_lag(self) -> int:
         """Records of workflow-events not yet committed by the delivery group."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -252,6 +285,9 @@ async def run(bootstrap: str) -> dict[str, Any]:
     beside_hung: list[float] = []
     cpu: dict[str, list[float]] = {"bare": [], "alone": [], "hung": []}
     lag_after_hung: list[int] = []
+    steady_alone: list[float] = []
+    steady_hung: list[float] = []
+    med = statistics.median
     try:
         assert receiver.stdout is not None
         await asyncio.to_thread(receiver.stdout.readline)
@@ -279,6 +315,14 @@ async def run(bootstrap: str) -> dict[str, Any]:
                 await bench.set_hung(enabled=False)
                 # Let the hung subscription's hand-offs come due and settle first.
                 await bench.quiet(bench.service.settings.retry_schedule[0] * 1.25)
+            # The same comparison at a steady offered load: half the measured capacity.
+            offered = med(alone) / FAST_SUBSCRIPTIONS * STEADY_SHARE
+            for _ in range(STEADY_ROUNDS):
+                steady_alone.append(await bench.steady(offered, STEADY_SECONDS))
+                await bench.set_hung(enabled=True)
+                steady_hung.append(await bench.steady(offered, STEADY_SECONDS))
+                await bench.set_hung(enabled=False)
+                await bench.quiet(bench.service.settings.retry_schedule[0] * 1.25)
             intake = bench.service.loops[0]
             max_unsettled = intake.max_unsettled_seen
             bound = bench.settings.max_unsettled_per_partition
@@ -288,7 +332,7 @@ async def run(bootstrap: str) -> dict[str, Any]:
             receiver.wait(timeout=5)
     ratios = [a / b for a, b in zip(alone, bare, strict=True)]
     kept = [h / a for h, a in zip(beside_hung, alone, strict=True)]
-    med = statistics.median
+    steady_kept = [h / a for h, a in zip(steady_hung, steady_alone, strict=True)]
     return {
         "name": "delivery",
         "figures": {
@@ -300,6 +344,10 @@ async def run(bootstrap: str) -> dict[str, Any]:
             "service_to_bare_ratio_median": round(med(ratios), 3),
             "with_hung_receiver_per_s": round(med(beside_hung), 1),
             "hung_rate_kept_median": round(med(kept), 3),
+            "steady_offered_deliveries_per_s": round(med(alone) * STEADY_SHARE, 1),
+            "steady_alone_per_s": round(med(steady_alone), 1),
+            "steady_beside_hung_per_s": round(med(steady_hung), 1),
+            "steady_rate_kept_median": round(med(steady_kept), 3),
             "uncommitted_after_hung_round_max": max(lag_after_hung),
             "max_unsettled_per_partition_seen": max_unsettled,
             "unsettled_bound": bound,
