@@ -199,18 +199,19 @@ class Deliverer:
         headers = {**sub.headers, "content-type": "application/json"}
         headers.update(signature_headers(due.message_id, body, secrets, now))
         started = time.perf_counter()
-        scope = asyncio.timeout(None)
+        # One deadline scope for the request: the sender's own timeout, which the stall
+        # watchdog may also bring forward (it then notes the scope as abandoned).
+        scope = asyncio.timeout(self._sender.request_timeout)
         try:
             async with scope:
                 self._lanes.sending(sub.id, scope)
                 try:
-                    return await self._sender.send(sub.url, headers, body)
+                    return await self._sender.send(sub.url, headers, body, scope)
                 finally:
                     self._lanes.sent(sub.id, scope)
         except TimeoutError:
-            if scope not in self._abandoned:
-                raise
-            return HttpOutcome(None, STALLED, (time.perf_counter() - started) * 1000)
+            error = STALLED if scope in self._abandoned else "timeout"
+            return HttpOutcome(None, error, (time.perf_counter() - started) * 1000)
         finally:
             self._abandoned.discard(scope)
 
