@@ -196,8 +196,11 @@ class Deliverer:
             log.error("subscription secret does not decrypt", extra={"subscription": sub.id})
             return HttpOutcome(None, "secret_error", 0.0)
         body = due.body.encode()
-        headers = {**sub.headers, "content-type": "application/json"}
-        headers.update(signature_headers(due.message_id, body, secrets, now))
+        headers = signature_headers(due.message_id, body, secrets, now)
+        headers["content-type"] = "application/json"
+        if sub.headers:
+            # The subscription's own headers, never over the webhook ones.
+            headers = {**sub.headers, **headers}
         started = time.perf_counter()
         # One deadline scope for the request: the sender's own timeout, which the stall
         # watchdog may also bring forward (it then notes the scope as abandoned).

@@ -7,7 +7,6 @@ the dlq and counts as settled; a record no subscription wants is settled at once
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -71,5 +70,5 @@ class EventIntake(ConsumerLoop):
             )
             admitted = await self._deliverer.admit(sub.id)
             step = self._deliverer.deliver if admitted else self._deliverer.defer
-            self.spawn(ledger, record.offset, partial(step, due))
+            self.spawn(ledger, record.offset, step(due))
         return True

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
@@ -63,7 +63,9 @@ class ConsumerLoop:
         self.book = OffsetBook()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Each delivery task and its step: a step whose task was cancelled before it
+        # started is closed at drain, so it is not reported as never awaited.
+        self._in_flight: dict[asyncio.Task[None], Coroutine[Any, Any, None]] = {}
         self._backpressured: set[TopicPartition] = set()
         self._held_until: dict[TopicPartition, float] = {}
         self._stopping = False
@@ -107,7 +109,7 @@ class ConsumerLoop:
         """Wait up to ``grace`` seconds for in-flight deliveries, cancel the rest, commit."""
         if self._in_flight and grace > 0:
             await asyncio.wait(set(self._in_flight), timeout=grace)
-        leftovers = set(self._in_flight)
+        leftovers = dict(self._in_flight)
         for task in leftovers:
             task.cancel()
         if leftovers:
@@ -116,6 +118,8 @@ class ConsumerLoop:
                 extra={"consumer": self.name, "count": len(leftovers)},
             )
             await asyncio.gather(*leftovers, return_exceptions=True)
+            for work in leftovers.values():
+                work.close()
         await self.commit()
 
     @property
@@ -172,25 +176,27 @@ class ConsumerLoop:
         """Take one record; return False to stop reading this partition's batch."""
         raise NotImplementedError
 
-    def spawn(
-        self, ledger: PartitionLedger, offset: int, work: Callable[[], Awaitable[None]]
-    ) -> None:
+    def spawn(self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, None]) -> None:
         """Run one delivery of the record at ``offset``; settle it when it completes."""
+        task = asyncio.create_task(self._settle_after(ledger, offset, work))
+        self._in_flight[task] = work
+        task.add_done_callback(self._forget)
 
-        async def run() -> None:
-            try:
-                await work()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Unsettled on purpose: the record is read again after a restart.
-                log.exception("delivery step failed", extra={"consumer": self.name})
-                return
-            ledger.settle(offset)
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        del self._in_flight[task]
 
-        task = asyncio.create_task(run())
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+    async def _settle_after(
+        self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, None]
+    ) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Unsettled on purpose: the record is read again after a restart.
+            log.exception("delivery step failed", extra={"consumer": self.name})
+            return
+        ledger.settle(offset)
 
     def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
         """Pause ``tp`` with ``offset`` as its next record until ``until`` (monotonic)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from types import TracebackType
 from typing import Self
 
@@ -62,6 +63,7 @@ class DeliveryService:
         self.loops: list[ConsumerLoop] = []
         self.view: ConfigView | None = None
         self._shut = False
+        self._frozen = False
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -143,6 +145,11 @@ class DeliveryService:
         except BaseException:
             await self._stack.aclose()
             raise
+        # What start-up built (modules, models, the config view) lives as long as the
+        # service: out of the collector's way, so the collections that every few thousand
+        # deliveries' garbage triggers do not walk it again and again.
+        gc.freeze()
+        self._frozen = True
         return self
 
     async def __aexit__(
@@ -155,6 +162,9 @@ class DeliveryService:
         if self._shut:
             return
         self._shut = True
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
         grace = self.settings.shutdown_grace if grace is None else grace
         await asyncio.gather(*(loop.stop() for loop in self.loops))
         # Keep a slice of the grace for the hand-offs and commits that follow.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -52,5 +51,5 @@ class RetryTier(ConsumerLoop):
         ledger.take(record.offset, 1)
         admitted = await self._deliverer.admit(due.subscription_id)
         step = self._deliverer.deliver if admitted else self._deliverer.defer
-        self.spawn(ledger, record.offset, partial(step, due))
+        self.spawn(ledger, record.offset, step(due))
         return True
