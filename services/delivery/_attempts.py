@@ -132,6 +132,7 @@ class Deliverer:
         period = max(0.05, min(self._limits.stall_after, self._limits.abandon_after) / 2)
         while True:
             await asyncio.sleep(period)
+            self._lanes.wake_stalled()
             expired = self._lanes.abandon_overdue()
             if expired:
                 self._abandoned.update(expired)

@@ -7,8 +7,8 @@ Time comes from ``time.monotonic`` unless a test passes its own clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,7 +101,7 @@ class FailingStreaks:
 
 
 class _Lane:
-    __slots__ = ("freed", "in_flight", "last_progress", "queued", "requests")
+    __slots__ = ("freed", "in_flight", "last_progress", "queued", "requests", "waiters")
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -111,6 +111,9 @@ class _Lane:
         # The timeout scope of each request being sent, and when it started: the
         # watchdog cuts short the ones a stalled lane has held too long.
         self.requests: dict[asyncio.Timeout, float] = {}
+        # Deliveries waiting for a request slot, first come first served: a release
+        # hands its slot to the first one directly (True), or a stall defers them (False).
+        self.waiters: deque[asyncio.Future[bool]] = deque()
 
 
 class Lanes:
@@ -125,6 +128,9 @@ class Lanes:
     The requests a stalled lane has held for ``abandon_after`` seconds are given up
     (:meth:`abandon_overdue`), so they hold neither their source records nor the
     global pool until the request timeout.
+
+    Waits carry no timers of their own: the owner calls :meth:`wake_stalled`
+    periodically (the stall watchdog does), which defers what waits on a stalled lane.
     """
 
     def __init__(
@@ -149,10 +155,22 @@ class Lanes:
     def stalled(self, subscription_id: str) -> bool:
         return self._is_stalled(self._lane(subscription_id), time.monotonic())
 
-    async def _wait_freed(self, lane: _Lane) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._stall_after):
-                await lane.freed.wait()
+    @staticmethod
+    async def _wait_freed(lane: _Lane) -> None:
+        await lane.freed.wait()
+
+    def wake_stalled(self) -> None:
+        """Defer the deliveries waiting on stalled lanes, and wake their admission."""
+        now = time.monotonic()
+        for lane in self._lanes.values():
+            if not self._is_stalled(lane, now):
+                continue
+            while lane.waiters:
+                waiter = lane.waiters.popleft()
+                if not waiter.done():
+                    lane.queued = max(0, lane.queued - 1)
+                    waiter.set_result(False)
+            self._freed(lane)
 
     async def admit(self, subscription_id: str) -> bool:
         """Reserve a place in the lane's queue; False when the lane is stalled (defer)."""
@@ -180,22 +198,45 @@ class Lanes:
     async def acquire(self, subscription_id: str) -> bool:
         """Turn an admitted place into a request slot; False when the lane stalled meanwhile."""
         lane = self._lane(subscription_id)
-        while lane.in_flight >= self._cap:
-            if self.stalled(subscription_id):
+        waiters = lane.waiters
+        while waiters and waiters[0].done():  # cancelled while waiting
+            waiters.popleft()
+        if lane.in_flight < self._cap and not waiters:
+            lane.queued = max(0, lane.queued - 1)
+            if lane.in_flight == 0:
+                lane.last_progress = time.monotonic()
+            lane.in_flight += 1
+            return True
+        if self._is_stalled(lane, time.monotonic()):
+            lane.queued = max(0, lane.queued - 1)
+            self._freed(lane)
+            return False
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.release(subscription_id)  # handed a slot as it was cancelled
+            elif not waiter.done():
+                waiter.cancel()
                 lane.queued = max(0, lane.queued - 1)
                 self._freed(lane)
-                return False
-            await self._wait_freed(lane)
-        lane.queued = max(0, lane.queued - 1)
-        if lane.in_flight == 0:
-            lane.last_progress = time.monotonic()
-        lane.in_flight += 1
-        return True
+            raise
 
     def release(self, subscription_id: str) -> None:
         lane = self._lane(subscription_id)
-        lane.in_flight -= 1
         lane.last_progress = time.monotonic()
+        waiters = lane.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                # The slot passes straight on: in_flight stays, the waiter leaves the queue.
+                lane.queued = max(0, lane.queued - 1)
+                waiter.set_result(True)
+                break
+        else:
+            lane.in_flight -= 1
         self._freed(lane)
 
     def sending(self, subscription_id: str, scope: asyncio.Timeout) -> None:

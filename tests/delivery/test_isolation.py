@@ -128,3 +128,32 @@ async def test_requests_a_stalled_lane_held_past_abandon_after_are_expired_and_o
     assert not tasks[2].done() and lanes.in_flight("slow") == 1 and lanes.in_flight("hung") == 0
     never.set()
     await tasks[2]
+
+
+async def test_a_released_slot_goes_to_the_first_waiter_and_a_stalled_lane_defers_its_waiters() -> (
+    None
+):
+    import asyncio
+
+    from services.delivery._isolation import Lanes
+
+    lanes = Lanes(per_subscription=1, stall_after=0.05)
+    assert await lanes.admit("s") and await lanes.acquire("s")
+    assert await lanes.admit("s")
+    first = asyncio.create_task(lanes.acquire("s"))
+    await asyncio.sleep(0)
+    assert not first.done()
+    lanes.release("s")
+    assert await asyncio.wait_for(first, timeout=2.0)  # handed the slot, in order
+    assert lanes.in_flight("s") == 1
+
+    # The slot's request goes on the wire and hangs: the lane stalls.
+    scope = asyncio.timeout(None)
+    lanes.sending("s", scope)
+    assert await lanes.admit("s")
+    second = asyncio.create_task(lanes.acquire("s"))
+    await asyncio.sleep(0.1)
+    assert not second.done()
+    lanes.wake_stalled()
+    assert await asyncio.wait_for(second, timeout=2.0) is False  # deferred, not waiting on
+    assert lanes.in_flight("s") == 1
