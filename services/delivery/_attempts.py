@@ -133,7 +133,7 @@ class Deliverer:
         while True:
             await asyncio.sleep(period)
             self._lanes.wake_stalled()
-            expired = self._lanes.abandon_overdue()
+            expired = self._lanes.abandon_overdue(suspect=self._breakers.is_open)
             if expired:
                 self._abandoned.update(expired)
                 log.warning("gave up requests of a stalled lane", extra={"count": len(expired)})

@@ -250,16 +250,23 @@ class Lanes:
     def sent(self, subscription_id: str, scope: asyncio.Timeout) -> None:
         self._lane(subscription_id).requests.pop(scope, None)
 
-    def abandon_overdue(self) -> list[asyncio.Timeout]:
+    def abandon_overdue(
+        self, suspect: Callable[[str], bool] = lambda _: False
+    ) -> list[asyncio.Timeout]:
         """Expire the requests of stalled lanes that are older than ``abandon_after``.
 
-        Each expired scope ends its request with a timeout at once; the caller
-        records it as a failed attempt and hands the delivery to its next tier.
+        ``suspect(subscription_id)`` marks lanes to treat as stalled even when not full:
+        a subscription whose breaker is open has only its half-open probe out, and a
+        probe to a hung receiver must not hold its source record until the request
+        timeout. Each expired scope ends its request with a timeout at once; the
+        caller records it as a failed attempt and hands the delivery to its next tier.
         """
         now = time.monotonic()
         expired: list[asyncio.Timeout] = []
-        for lane in self._lanes.values():
-            if not lane.requests or not self._is_stalled(lane, now):
+        for subscription_id, lane in self._lanes.items():
+            if not lane.requests:
+                continue
+            if not (self._is_stalled(lane, now) or suspect(subscription_id)):
                 continue
             for scope, started in list(lane.requests.items()):
                 if now - started >= self._abandon_after and not scope.expired():

@@ -130,6 +130,44 @@ async def test_requests_a_stalled_lane_held_past_abandon_after_are_expired_and_o
     await tasks[2]
 
 
+async def test_a_lone_request_on_a_suspect_lane_is_given_up_but_not_on_a_healthy_one() -> None:
+    import asyncio
+
+    from services.delivery._isolation import Lanes
+    from tests.kafkatools import wait_until
+
+    # One request out of a cap of four: never a stalled lane by itself. A suspect one
+    # (its breaker open: the request is the half-open probe) is given up all the same.
+    lanes = Lanes(per_subscription=4, stall_after=0.05, abandon_after=0.1)
+    never = asyncio.Event()
+    expired: set[str] = set()
+
+    async def request(sub: str) -> None:
+        assert await lanes.admit(sub) and await lanes.acquire(sub)
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                lanes.sending(sub, scope)
+                await never.wait()
+        except TimeoutError:
+            expired.add(sub)
+        finally:
+            lanes.sent(sub, scope)
+            lanes.release(sub)
+
+    tasks = {sub: asyncio.create_task(request(sub)) for sub in ("probe", "healthy")}
+
+    def probe_given_up() -> bool:
+        lanes.abandon_overdue(suspect=lambda sub: sub == "probe")
+        return tasks["probe"].done()
+
+    await wait_until(probe_given_up, timeout=5)
+    assert expired == {"probe"}
+    assert not tasks["healthy"].done()
+    never.set()
+    await tasks["healthy"]
+
+
 async def test_a_released_slot_goes_to_the_first_waiter_and_a_stalled_lane_defers_its_waiters() -> (
     None
 ):
