@@ -20,9 +20,9 @@ from services.delivery._signing import (
     delivery_id,
     message_id,
     render_body,
-    sign,
     signature_headers,
 )
+from shared.standard_webhooks import sign
 
 __all__ = [
     "USER_AGENT",

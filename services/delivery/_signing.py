@@ -7,21 +7,17 @@ deduplicate on it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from shared import __version__
 from shared.messages import LifecycleEvent, SourceRecord
+from shared.standard_webhooks import sign
 
 USER_AGENT = f"hookline/{__version__}"
-_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def _digest(topic: str, partition: int, offset: int, subscription_id: str) -> str:
@@ -52,33 +48,6 @@ def render_body(event: LifecycleEvent) -> str:
     return orjson.dumps(
         {"type": event.ce_type, "timestamp": data["occurred_at"], "data": data}
     ).decode()
-
-
-@lru_cache(maxsize=4096)
-def _keyed_mac(secret: str) -> Any:
-    # An HMAC already keyed: copying it skips the key schedule on every signature.
-    return hmac.new(signing_key(secret), digestmod="sha256")
-
-
-@lru_cache(maxsize=4096)
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret: ``whsec_<base64>`` decodes; anything else is used as it is."""
-    if secret.startswith(_SECRET_PREFIX):
-        encoded = secret[len(_SECRET_PREFIX) :]
-        try:
-            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            pass
-    return secret.encode()
-
-
-def sign(msg_id: str, timestamp: int, body: str | bytes, secret: str) -> str:
-    """One ``v1,<base64>`` signature of ``id.timestamp.body``."""
-    payload = body.encode() if isinstance(body, str) else body
-    mac = _keyed_mac(secret).copy()
-    mac.update(f"{msg_id}.{timestamp}.".encode())
-    mac.update(payload)
-    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 def signature_headers(

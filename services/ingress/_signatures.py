@@ -102,13 +102,6 @@ def standard_keys(secret: str) -> list[bytes]:
     return keys
 
 
-def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64>`` for ``msg_id.timestamp.body`` (used by tests and the benchmark)."""
-    key = standard_keys(secret)[0]
-    content = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
-
-
 def has_standard_signature(headers: Mapping[str, str]) -> bool:
     return headers.get("webhook-signature") is not None
 

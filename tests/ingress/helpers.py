@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import httpx
 
 from services.ingress import create_ingress_app
-from services.ingress._signatures import sign_standard
 from shared.settings import Settings
+from shared.standard_webhooks import sign
 
 
 @asynccontextmanager
@@ -53,5 +53,5 @@ def standard_headers(
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(ts),
-        "webhook-signature": sign_standard(secret, msg_id, ts, body),
+        "webhook-signature": sign(msg_id, ts, body, secret),
     }
