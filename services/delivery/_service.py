@@ -30,6 +30,8 @@ from shared.kafka import create_producer, ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 
+GC_YOUNG_THRESHOLD = 10_000
+
 
 class DeliveryService:
     """Workflow events → signed outbound webhooks, with retries through the tier topics."""
@@ -64,6 +66,7 @@ class DeliveryService:
         self.view: ConfigView | None = None
         self._shut = False
         self._frozen = False
+        self._gc_thresholds: tuple[int, int, int] | None = None
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -150,6 +153,12 @@ class DeliveryService:
         # deliveries' garbage triggers do not walk it again and again.
         gc.freeze()
         self._frozen = True
+        # A delivery leaves no cyclic garbage behind (the sender cuts the one cycle a
+        # response makes), so a young-generation collection every 700 allocations only
+        # walks the live state of the deliveries in flight, again and again: about a
+        # tenth of the service's CPU at saturation. Every 10,000 keeps memory as flat.
+        self._gc_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *self._gc_thresholds[1:])
         return self
 
     async def __aexit__(
@@ -165,6 +174,9 @@ class DeliveryService:
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
+        if self._gc_thresholds is not None:
+            gc.set_threshold(*self._gc_thresholds)
+            self._gc_thresholds = None
         grace = self.settings.shutdown_grace if grace is None else grace
         await asyncio.gather(*(loop.stop() for loop in self.loops))
         # Keep a slice of the grace for the hand-offs and commits that follow.
