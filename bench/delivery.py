@@ -114,11 +114,13 @@ def _succeeded() -> float:
 
 
 def _activity() -> float:
-    """Every record the service has written about a delivery (attempts and deferrals)."""
+    """Every record the service has written about a delivery (attempts and hand-ons)."""
     outcomes = ("succeeded", "failed", "exhausted", "disabled", "skipped")
-    return sum(
-        _counter("hookline_delivery_attempts_total", {"outcome": o}) for o in outcomes
-    ) + _counter("hookline_delivery_deferred_total")
+    return (
+        sum(_counter("hookline_delivery_attempts_total", {"outcome": o}) for o in outcomes)
+        + _counter("hookline_delivery_deferred_total")
+        + _counter("hookline_delivery_skipped_by_breaker_total")
+    )
 
 
 async def _bare_loop(kind: TransportKind, url: str, seconds: float) -> tuple[float, float]:

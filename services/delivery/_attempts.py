@@ -18,17 +18,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self, get_args
+from typing import Any, Self, get_args
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.delivery._codec import SOURCE, Due, attempt_record, due_record
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
-from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY
+from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY, SKIPPED_BY_BREAKER
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
@@ -43,6 +44,7 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 Write = tuple[str, KafkaRecord]
+Step = Callable[[Due], Coroutine[Any, Any, None]]
 STALLED = "stalled"
 
 
@@ -142,16 +144,31 @@ class Deliverer:
     def breakers(self) -> CircuitBreakers:
         return self._breakers
 
-    async def admit(self, subscription_id: str) -> bool:
-        """Backpressure for the consumer loops: wait while the subscription's queue is full.
+    async def step_for(self, subscription_id: str) -> Step:
+        """What to do with the next due delivery of a subscription; for the consumer loops.
 
-        False means its receiver is stalled: hand the delivery to :meth:`defer`.
+        An open breaker: :meth:`skip`, decided here, before the delivery takes a place
+        in the lane (a dead receiver's deliveries are the cheapest thing to hand on).
+        Otherwise backpressure: wait while the subscription's queue is full, then
+        :meth:`deliver`; or :meth:`defer` when its receiver is stalled.
         """
-        return await self._lanes.admit(subscription_id)
+        if self._breakers.blocked(subscription_id):
+            return self.skip
+        return self.deliver if await self._lanes.admit(subscription_id) else self.defer
 
     async def deliver(self, due: Due) -> None:
         """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable."""
         writes = await self._attempt(due)
+        await self._write_durably(writes)
+
+    async def skip(self, due: Due) -> None:
+        """The breaker is open: ``due`` moves to its next tier without a request."""
+        sub = self._view.subscription(due.subscription_id)
+        if sub is None or not sub.enabled:
+            reason = "subscription deleted" if sub is None else "subscription disabled"
+            writes = [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
+        else:
+            writes = self._after_failure(due, sub, error="circuit_open", outcome="skipped")
         await self._write_durably(writes)
 
     async def defer(self, due: Due) -> None:
@@ -242,6 +259,12 @@ class Deliverer:
         retry_after = result.retry_after if result is not None else None
         next_at = self._policy.next_due(due.attempt, now, retry_after)
         following = due.later(next_at, attempt=due.attempt + 1)
+        if outcome == "skipped":
+            # Passed over by an open breaker: no request, so no attempt record. The log
+            # holds requests and how deliveries end; a dead receiver's every hand-on would
+            # double its writes and crowd real attempts out of the log.
+            SKIPPED_BY_BREAKER.inc()
+            return [self._to_tier(following, now)]
         return [
             self._to_tier(following, now),
             self._record(

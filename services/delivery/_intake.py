@@ -68,7 +68,6 @@ class EventIntake(ConsumerLoop):
                 now,
                 now,
             )
-            admitted = await self._deliverer.admit(sub.id)
-            step = self._deliverer.deliver if admitted else self._deliverer.defer
+            step = await self._deliverer.step_for(sub.id)
             self.spawn(ledger, record.offset, step(due))
         return True

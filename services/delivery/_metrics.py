@@ -9,6 +9,10 @@ DEFERRED = Counter(
     "hookline_delivery_deferred_total",
     "Deliveries handed to a retry tier because their subscription's lane was full",
 )
+SKIPPED_BY_BREAKER = Counter(
+    "hookline_delivery_skipped_by_breaker_total",
+    "Deliveries moved to their next tier without a request because their breaker was open",
+)
 LATENCY = Histogram(
     "hookline_delivery_latency_seconds",
     "Time from request start to response (or error)",

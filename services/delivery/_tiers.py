@@ -49,7 +49,6 @@ class RetryTier(ConsumerLoop):
             self.hold(tp, record.offset, time.monotonic() + wait)
             return False
         ledger.take(record.offset, 1)
-        admitted = await self._deliverer.admit(due.subscription_id)
-        step = self._deliverer.deliver if admitted else self._deliverer.defer
+        step = await self._deliverer.step_for(due.subscription_id)
         self.spawn(ledger, record.offset, step(due))
         return True
