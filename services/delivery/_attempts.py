@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, get_args
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.delivery._codec import SOURCE, Due, attempt_record, due_record
@@ -33,6 +32,7 @@ from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY, SKIPPED_BY_B
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
+from services.delivery._writer import RecordWriter
 from shared.cloudevents import KafkaRecord, encode
 from shared.config_view import ConfigView
 from shared.deadletter import DeadLetters
@@ -91,7 +91,7 @@ class Deliverer:
         *,
         view: ConfigView,
         sender: Sender,
-        producer: AIOKafkaProducer,
+        writer: RecordWriter,
         topics: Topics,
         dead_letters: DeadLetters,
         policy: RetryPolicy,
@@ -99,7 +99,7 @@ class Deliverer:
     ) -> None:
         self._view = view
         self._sender = sender
-        self._producer = producer
+        self._writer = writer
         self._topics = topics
         self._dead_letters = dead_letters
         self._policy = policy
@@ -358,10 +358,7 @@ class Deliverer:
         """Send every write and wait for acks=all; retry until it holds or the service stops."""
         backoff = 0.2
         while writes:
-            futures = [
-                await self._producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
-                for topic, rec in writes
-            ]
+            futures = [await self._writer.write(topic, rec) for topic, rec in writes]
             failed: list[Write] = []
             # Awaited one by one: cheaper than a gather, and every ack is awaited all the same.
             for write, future in zip(writes, futures, strict=True):

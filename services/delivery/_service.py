@@ -23,6 +23,7 @@ from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import Sender
 from services.delivery._tiers import RetryTier
 from services.delivery._transport import TransportKind
+from services.delivery._writer import RecordWriter
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
 from shared.deadletter import DeadLetters
@@ -85,6 +86,7 @@ class DeliveryService:
                 )
             )
             dead_letters = DeadLetters(producer, self.topics.dlq, service="delivery")
+            writer = await self._stack.enter_async_context(RecordWriter(producer))
             box = SecretBox(s.secret_key.get_secret_value()) if s.secret_key else None
             view = await self._stack.enter_async_context(
                 ConfigView(s.kafka_bootstrap_servers, self.topics.config, secret_box=box)
@@ -103,7 +105,7 @@ class DeliveryService:
             self._deliverer = deliverer = Deliverer(
                 view=view,
                 sender=sender,
-                producer=producer,
+                writer=writer,
                 topics=self.topics,
                 dead_letters=dead_letters,
                 policy=RetryPolicy(s.retry_schedule, jitter=s.retry_jitter),
