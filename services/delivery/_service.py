@@ -43,7 +43,7 @@ class DeliveryService:
         *,
         resolver: Resolver | None = None,
         transport: TransportKind = "aiohttp",
-        stall_after: float = 0.5,
+        stall_after: float = 0.25,
         abandon_after: float = 2.0,
     ) -> None:
         self.settings = settings

@@ -25,7 +25,7 @@ def run_service(
     @asynccontextmanager
     async def run(
         resolver: Any = None,
-        stall_after: float = 0.5,
+        stall_after: float = 0.25,
         abandon_after: float = 2.0,
         **overrides: Any,
     ) -> AsyncIterator[DeliveryService]:
