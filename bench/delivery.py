@@ -60,7 +60,7 @@ from tests.delivery.receivers import completed
 CONCURRENCY = 64
 FAST_SUBSCRIPTIONS = 4
 EVENTS_PER_ROUND = 4000
-ROUNDS = 5
+ROUNDS = 7
 BARE_SECONDS = 3.0
 HTTPX_SECONDS = 2.0
 STEADY_SHARE = 0.5  # the steady rounds offer this share of the measured capacity
