@@ -16,6 +16,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 
 from shared.errors import HooklineError
+from shared.standard_webhooks import signing_key
 
 
 class SignatureRejected(HooklineError):
@@ -88,10 +89,8 @@ def verify_github(
 def standard_keys(secret: str) -> list[bytes]:
     """The HMAC keys a secret stands for: ``whsec_<base64>`` decodes; others are tried both ways."""
     if secret.startswith("whsec_"):
-        try:
-            return [base64.b64decode(secret[6:], validate=True)]
-        except (binascii.Error, ValueError):
-            return [secret.encode()]
+        # The signer's own decoding (padding restored), so what delivery signs, verifies.
+        return [signing_key(secret)]
     keys = [secret.encode()]
     try:
         decoded = base64.b64decode(secret, validate=True)

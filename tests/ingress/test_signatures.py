@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -170,6 +171,22 @@ def test_our_standard_signature_agrees_with_the_reference_library():
     ours = sign("msg_1", now, body, secret)
     reference = StandardWebhook(secret).sign("msg_1", _dt(now), body.decode())
     assert ours == reference
+
+
+def test_an_unpadded_whsec_secret_verifies_what_it_signs():
+    # 31 key bytes: base64 with one "=" of padding, which some issuers leave off.
+    secret = "whsec_" + base64.b64encode(bytes(range(31))).decode().rstrip("=")
+    now = int(time.time())
+    body = b'{"hello": "world"}'
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(now),
+        "webhook-signature": sign("msg_1", now, body, secret),
+    }
+    verify_standard(headers, body, [secret], now=now, tolerance=TOLERANCE)
+    assert sign("msg_1", now, body, secret) == StandardWebhook(secret + "=").sign(
+        "msg_1", _dt(now), body.decode()
+    )
 
 
 def _dt(ts: int) -> Any:
