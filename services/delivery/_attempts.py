@@ -163,12 +163,29 @@ class Deliverer:
 
     async def skip(self, due: Due) -> None:
         """The breaker is open: ``due`` moves to its next tier without a request."""
+        await self._write_durably(self.skip_writes(due))
+
+    def blocked(self, subscription_id: str) -> bool:
+        """True while the subscription's breaker is open: its deliveries are skipped."""
+        return self._breakers.blocked(subscription_id)
+
+    def skip_writes(self, due: Due) -> list[Write]:
+        """What skipping ``due`` past an open breaker writes (usually its next tier)."""
         sub = self._view.subscription(due.subscription_id)
         if sub is None or not sub.enabled:
             reason = "subscription deleted" if sub is None else "subscription disabled"
-            writes = [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
-        else:
-            writes = self._after_failure(due, sub, error="circuit_open", outcome="skipped")
+            return [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
+        return self._after_failure(due, sub, error="circuit_open", outcome="skipped")
+
+    def write_soon(self, writes: list[Write]) -> asyncio.Future[None] | None:
+        """Queue a single write without a task: the future of its batch (callbacks only),
+        or None when it needs the full path (:meth:`write_durably`)."""
+        if len(writes) != 1:
+            return None
+        topic, record = writes[0]
+        return self._writer.write_nowait(topic, record)
+
+    async def write_durably(self, writes: list[Write]) -> None:
         await self._write_durably(writes)
 
     async def defer(self, due: Due) -> None:

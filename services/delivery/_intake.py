@@ -35,9 +35,10 @@ class EventIntake(ConsumerLoop):
         deliverer: Deliverer,
         dead_letters: DeadLetters,
     ) -> None:
-        super().__init__(bootstrap, topic, group_id=group_id, max_unsettled=max_unsettled)
+        super().__init__(
+            bootstrap, topic, group_id=group_id, max_unsettled=max_unsettled, deliverer=deliverer
+        )
         self._view = view
-        self._deliverer = deliverer
         self._dead_letters = dead_letters
 
     async def handle(self, tp: TopicPartition, ledger: PartitionLedger, record: Any) -> bool:
@@ -68,6 +69,5 @@ class EventIntake(ConsumerLoop):
                 now,
                 now,
             )
-            step = await self._deliverer.step_for(sub.id)
-            self.spawn(ledger, record.offset, step(due))
+            await self.start(ledger, record.offset, due)
         return True

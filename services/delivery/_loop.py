@@ -15,12 +15,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.delivery._attempts import Deliverer, Write
+from services.delivery._codec import Due
 from services.delivery._metrics import UNSETTLED
 from services.delivery._offsets import OffsetBook, PartitionLedger
 from shared.kafka import create_consumer
@@ -51,10 +54,12 @@ class ConsumerLoop:
         *,
         group_id: str,
         max_unsettled: int,
+        deliverer: Deliverer,
         commit_interval: float = 1.0,
         max_records: int = 500,
     ) -> None:
         self.topic = topic
+        self.deliverer = deliverer
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._max_unsettled = max_unsettled
@@ -66,6 +71,8 @@ class ConsumerLoop:
         # Each delivery task and its step: a step whose task was cancelled before it
         # started is closed at drain, so it is not reported as never awaited.
         self._in_flight: dict[asyncio.Task[None], Coroutine[Any, Any, None]] = {}
+        # The batch acknowledgements that hand-ons queued without a task wait for.
+        self._writes: set[asyncio.Future[None]] = set()
         self._backpressured: set[TopicPartition] = set()
         self._held_until: dict[TopicPartition, float] = {}
         self._stopping = False
@@ -107,6 +114,8 @@ class ConsumerLoop:
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight deliveries, cancel the rest, commit."""
+        if self._writes and grace > 0:  # hand-ons queued without a task
+            await asyncio.wait(set(self._writes), timeout=grace)
         if self._in_flight and grace > 0:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         leftovers = dict(self._in_flight)
@@ -176,6 +185,37 @@ class ConsumerLoop:
     async def handle(self, tp: TopicPartition, ledger: PartitionLedger, record: Any) -> bool:
         """Take one record; return False to stop reading this partition's batch."""
         raise NotImplementedError
+
+    async def start(self, ledger: PartitionLedger, offset: int, due: Due) -> None:
+        """Start one delivery of the record at ``offset``.
+
+        A subscription whose breaker is open costs the least it can: its hand-on is
+        queued at once and the record settles from the write's acknowledgement, without
+        a task of its own (a dead receiver's deliveries must not take the CPU the live
+        ones need); only if that write fails does a task write it again.
+        """
+        deliverer = self.deliverer
+        if deliverer.blocked(due.subscription_id):
+            writes = deliverer.skip_writes(due)
+            written = deliverer.write_soon(writes)
+            if written is None:
+                self.spawn(ledger, offset, deliverer.write_durably(writes))
+                return
+            if written not in self._writes:
+                self._writes.add(written)
+                written.add_done_callback(self._writes.discard)
+            written.add_done_callback(partial(self._written, ledger, offset, writes))
+            return
+        step = await deliverer.step_for(due.subscription_id)
+        self.spawn(ledger, offset, step(due))
+
+    def _written(
+        self, ledger: PartitionLedger, offset: int, writes: list[Write], done: asyncio.Future[None]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self.spawn(ledger, offset, self.deliverer.write_durably(writes))
+        else:
+            ledger.settle(offset)
 
     def spawn(self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, None]) -> None:
         """Run one delivery of the record at ``offset``; settle it when it completes."""

@@ -31,9 +31,10 @@ class RetryTier(ConsumerLoop):
         deliverer: Deliverer,
         dead_letters: DeadLetters,
     ) -> None:
-        super().__init__(bootstrap, topic, group_id=group_id, max_unsettled=max_unsettled)
+        super().__init__(
+            bootstrap, topic, group_id=group_id, max_unsettled=max_unsettled, deliverer=deliverer
+        )
         self.name = "tier-" + topic.rsplit(".", 1)[-1]
-        self._deliverer = deliverer
         self._dead_letters = dead_letters
 
     async def handle(self, tp: TopicPartition, ledger: PartitionLedger, record: Any) -> bool:
@@ -49,6 +50,5 @@ class RetryTier(ConsumerLoop):
             self.hold(tp, record.offset, time.monotonic() + wait)
             return False
         ledger.take(record.offset, 1)
-        step = await self._deliverer.step_for(due.subscription_id)
-        self.spawn(ledger, record.offset, step(due))
+        await self.start(ledger, record.offset, due)
         return True

@@ -67,7 +67,25 @@ class RecordWriter:
 
     async def write(self, topic: str, record: KafkaRecord) -> asyncio.Future[None]:
         """Queue ``record``; the returned future resolves once the broker has it (acks=all)."""
-        slot = (topic, self._partition(record.key, await self._partition_count(topic)))
+        done = self.write_nowait(topic, record)
+        if done is None:
+            await self._partition_count(topic)
+            done = self.write_nowait(topic, record)
+            if done is None:  # larger than any batch: alone
+                return await self._producer.send(  # type: ignore[no-any-return]
+                    topic, record.value, key=record.key, headers=record.headers
+                )
+        # Shielded: a cancelled writer must not cancel the batch under the others.
+        return asyncio.shield(done)
+
+    def write_nowait(self, topic: str, record: KafkaRecord) -> asyncio.Future[None] | None:
+        """Queue ``record`` without waiting: its batch's future, shared with the batch's
+        other records (add callbacks; do not cancel it), or None when the topic's
+        partitions are not known yet or the record is larger than a batch (use write)."""
+        known = self._partitions.get(topic)
+        if known is None or time.monotonic() >= known[1]:
+            return None
+        slot = (topic, self._partition(record.key, known[0]))
         part = self._slots.get(slot)
         if part is None:
             part = self._slots[slot] = _Partition()
@@ -82,13 +100,10 @@ class RecordWriter:
             # Full: it goes now, on its own, and the record starts the next one.
             self._send(slot, batch)
             batch = part.open = self._new_batch()
-            if not self._append(batch.builder, record):  # larger than any batch: alone
+            if not self._append(batch.builder, record):
                 part.open = None
-                return await self._producer.send(  # type: ignore[no-any-return]
-                    topic, record.value, key=record.key, headers=record.headers
-                )
-        # Shielded: a cancelled writer must not cancel the batch under the others.
-        return asyncio.shield(batch.done)
+                return None
+        return batch.done
 
     def _submit(self, slot: tuple[str, int], part: _Partition) -> None:
         """Send the partition's open batch; while it is on its way, the next one fills."""
