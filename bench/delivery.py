@@ -4,12 +4,16 @@ One run, against one fast receiver in its own process on loopback (concurrency 6
 - the transports: a bare loop of POSTs through httpx's own transport and through
   ``httpx-aiohttp``, for a fixed time each; the faster is what the service runs with;
 - then interleaved rounds, each: the bare loop (the faster transport, for a fixed
-  time), the service delivering a batch of events to four fast subscriptions, and the
-  same batch with a fifth subscription enabled whose receiver never answers. The
-  figures are the medians over the rounds of the rates and of the per-round ratios
-  (service ÷ bare loop of that round; fast rate beside the hung one ÷ without it), so
-  the load others put on the machine touches both sides of each ratio alike. The
-  first hung round, where the receiver starts hanging, is also reported on its own.
+  time) and the service delivering a batch of events to four fast subscriptions; the
+  figures are medians over the rounds, the ratio the median of the per-round ratios
+  (service ÷ bare loop of that round), so the load others put on the machine touches
+  both sides of each ratio alike;
+- then a fifth subscription whose receiver never answers: one round as it starts
+  hanging (compared with the rounds just before and just after), and, once its
+  breaker is open, windows of 1.5 s under one backlog that alternate it off and on:
+  the rate kept is the mean "on" window over the mean "off" window. (Rounds measured
+  tens of seconds apart carried the machine's drift, up to a third over a run here,
+  into that ratio; alternating windows put it on both sides alike.)
 
 Then the hung-receiver comparison again at a steady offered load (half the measured
 capacity, events published at a fixed rate): at saturation the hung subscription's
@@ -63,6 +67,8 @@ EVENTS_PER_ROUND = 4000
 ROUNDS = 7
 BARE_SECONDS = 3.0
 HTTPX_SECONDS = 2.0
+WINDOWS = 12  # alternating off and on, under one backlog
+WINDOW_SECONDS = 1.5
 STEADY_SHARE = 0.5  # the steady rounds offer this share of the measured capacity
 STEADY_SECONDS = 8.0
 STEADY_ROUNDS = 2
@@ -238,6 +244,47 @@ class _Bench:
         done = _succeeded() - before - first
         return done / elapsed, (time.process_time() - cpu) / max(done, 1) * 1e6
 
+    async def alternating(
+        self, fast_per_s: float, windows: int, seconds: float
+    ) -> dict[bool, list[tuple[float, float]]]:
+        """Fast deliveries/s and CPU µs per fast delivery in windows that alternate the
+        hung receiver's subscription off and on, all under one backlog (saturation).
+
+        Rounds measured tens of seconds apart carried the machine's drift (a third up
+        or down over a run, here) into every ratio; windows a second and a half long,
+        alternating, put the drift on both sides alike.
+        """
+        topic = self.service.topics.workflow_events
+        span = windows * (seconds + 0.5) + 5.0
+        events = int(fast_per_s / FAST_SUBSCRIPTIONS * span * 1.3)
+        target = _succeeded() + events * FAST_SUBSCRIPTIONS
+        async with create_producer(self.bootstrap, linger_ms=20) as producer:
+            futures = []
+            for _ in range(events):
+                self._published += 1
+                run_id = f"run-{self._published}"
+                rec = encode(completed(run_id), key=run_id, source="/bench")
+                futures.append(
+                    await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
+                )
+            await asyncio.gather(*futures)
+        out: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for n in range(windows):
+            enabled = n % 2 == 1
+            await self.set_hung(enabled=enabled)
+            await asyncio.sleep(0.2)  # past the switch itself
+            cpu, started, first = time.process_time(), time.perf_counter(), _succeeded()
+            await asyncio.sleep(seconds)
+            done = _succeeded() - first
+            elapsed = time.perf_counter() - started
+            out[enabled].append((done / elapsed, (time.process_time() - cpu) / max(done, 1) * 1e6))
+        if _succeeded() >= target:
+            raise RuntimeError("the backlog ran out before the last window: not at saturation")
+        await self.set_hung(enabled=False)
+        while _succeeded() < target:  # noqa: ASYNC110 - the rest of the backlog
+            await asyncio.sleep(0.05)
+        return out
+
     async def steady(self, events_per_s: float, seconds: float) -> float:
         """Fast deliveries/s while events arrive at a steady rate below capacity.
 
@@ -285,8 +332,7 @@ async def run(bootstrap: str) -> dict[str, Any]:
     )
     bare: list[float] = []
     alone: list[float] = []
-    beside_hung: list[float] = []
-    cpu: dict[str, list[float]] = {"bare": [], "alone": [], "hung": []}
+    cpu: dict[str, list[float]] = {"bare": [], "alone": []}
     lag_after_hung: list[int] = []
     steady_alone: list[float] = []
     steady_hung: list[float] = []
@@ -308,16 +354,18 @@ async def run(bootstrap: str) -> dict[str, Any]:
                 rate, per = await bench.round()
                 alone.append(rate)
                 cpu["alone"].append(per)
-                await bench.set_hung(enabled=True)
-                rate, per = await bench.round()
-                beside_hung.append(rate)
-                cpu["hung"].append(per)
-                # Offsets must keep advancing while the receiver still hangs.
-                await asyncio.sleep(bench.service.settings.request_timeout / 2)
-                lag_after_hung.append(await bench.committed_lag())
-                await bench.set_hung(enabled=False)
-                # Let the hung subscription's hand-offs come due and settle first.
-                await bench.quiet(bench.service.settings.retry_schedule[0] * 1.25)
+            # The receiver starts hanging: one round, compared with the rounds either side.
+            await bench.set_hung(enabled=True)
+            starting, _ = await bench.round()
+            # Offsets must keep advancing while the receiver still hangs.
+            await asyncio.sleep(bench.service.settings.request_timeout / 2)
+            lag_after_hung.append(await bench.committed_lag())
+            # Hanging for a while (its breaker open): alternating windows, one backlog.
+            windows = await bench.alternating(med(alone), WINDOWS, WINDOW_SECONDS)
+            await bench.set_hung(enabled=False)
+            # Let the hung subscription's hand-offs come due and settle first.
+            await bench.quiet(bench.service.settings.retry_schedule[0] * 1.25)
+            closing, _ = await bench.round()
             # The same comparison at a steady offered load: half the measured capacity.
             offered = med(alone) / FAST_SUBSCRIPTIONS * STEADY_SHARE
             for _ in range(STEADY_ROUNDS):
@@ -334,7 +382,12 @@ async def run(bootstrap: str) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             receiver.wait(timeout=5)
     ratios = [a / b for a, b in zip(alone, bare, strict=True)]
-    kept = [h / a for h, a in zip(beside_hung, alone, strict=True)]
+    on = [rate for rate, _ in windows[True]]
+    off = [rate for rate, _ in windows[False]]
+    kept = statistics.fmean(on) / statistics.fmean(off)
+    kept_as_it_starts = starting / ((alone[-1] + closing) / 2)
+    cpu["hung"] = [per for _, per in windows[True]]
+    cpu["alone_in_windows"] = [per for _, per in windows[False]]
     steady_kept = [h / a for h, a in zip(steady_hung, steady_alone, strict=True)]
     return {
         "name": "delivery",
@@ -345,12 +398,16 @@ async def run(bootstrap: str) -> dict[str, Any]:
             "bare_aiohttp_per_s": round(transports["aiohttp"], 1),
             "bare_loop_per_s": round(med(bare), 1),
             "service_to_bare_ratio_median": round(med(ratios), 3),
-            "with_hung_receiver_per_s": round(med(beside_hung), 1),
-            "hung_rate_kept_median": round(med(kept), 3),
-            # The first hung round is the one where the receiver starts hanging (the
-            # others find its breaker open already): the cost of finding it stalled.
-            "hung_rate_kept_as_it_starts_hanging": round(kept[0], 3),
-            "hung_rate_kept_rounds": [round(k, 3) for k in kept],
+            "hung_windows_off_per_s": round(statistics.fmean(off), 1),
+            "hung_windows_on_per_s": round(statistics.fmean(on), 1),
+            "hung_rate_kept": round(kept, 3),
+            # The round where the receiver starts hanging (before its breaker opens):
+            # the cost of finding it stalled, against the rounds either side of it.
+            "hung_rate_kept_as_it_starts_hanging": round(kept_as_it_starts, 3),
+            "hung_windows": {
+                "off": [round(x) for x in off],
+                "on": [round(x) for x in on],
+            },
             "service_to_bare_ratio_rounds": [round(r, 3) for r in ratios],
             "steady_offered_deliveries_per_s": round(med(alone) * STEADY_SHARE, 1),
             "steady_alone_per_s": round(med(steady_alone), 1),
@@ -361,13 +418,13 @@ async def run(bootstrap: str) -> dict[str, Any]:
             "unsettled_bound": bound,
             "cpu_us_per_bare_request": round(med(cpu["bare"]), 1),
             "cpu_us_per_delivery": round(med(cpu["alone"]), 1),
-            "cpu_us_per_delivery_beside_hung": round(med(cpu["hung"]), 1),
+            "cpu_us_per_delivery_in_windows_off": round(med(cpu["alone_in_windows"]), 1),
+            "cpu_us_per_delivery_in_windows_on": round(med(cpu["hung"]), 1),
             "rounds": ROUNDS,
             "concurrency": CONCURRENCY,
             "rounds_detail": {
                 "bare": [round(x) for x in bare],
                 "alone": [round(x) for x in alone],
-                "beside_hung": [round(x) for x in beside_hung],
             },
         },
         "baseline": {"deliveries_per_s": round(med(bare), 1)},
