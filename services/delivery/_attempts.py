@@ -44,8 +44,20 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 Write = tuple[str, KafkaRecord]
-Step = Callable[[Due], Coroutine[Any, Any, None]]
 STALLED = "stalled"
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A delivery's one write, queued in the writer's open batch: durable when ``written``
+    resolves. The caller settles the source record then, from a callback, instead of a
+    task waiting for it; if it fails, :meth:`Deliverer.write_durably` writes ``writes``."""
+
+    written: asyncio.Future[None]
+    writes: list[Write]
+
+
+Step = Callable[[Due], Coroutine[Any, Any, Queued | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +168,15 @@ class Deliverer:
             return self.skip
         return self.deliver if await self._lanes.admit(subscription_id) else self.defer
 
-    async def deliver(self, due: Due) -> None:
-        """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable."""
+    async def deliver(self, due: Due) -> Queued | None:
+        """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable,
+        or, for a single write (a success), queue it and say so (:class:`Queued`)."""
         writes = await self._attempt(due)
+        written = self.write_soon(writes)
+        if written is not None:
+            return Queued(written, writes)
         await self._write_durably(writes)
+        return None
 
     async def skip(self, due: Due) -> None:
         """The breaker is open: ``due`` moves to its next tier without a request."""

@@ -22,7 +22,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.delivery._attempts import Deliverer, Write
+from services.delivery._attempts import Deliverer, Queued, Write
 from services.delivery._codec import Due
 from services.delivery._metrics import UNSETTLED
 from services.delivery._offsets import OffsetBook, PartitionLedger
@@ -70,7 +70,7 @@ class ConsumerLoop:
         self._task: asyncio.Task[None] | None = None
         # Each delivery task and its step: a step whose task was cancelled before it
         # started is closed at drain, so it is not reported as never awaited.
-        self._in_flight: dict[asyncio.Task[None], Coroutine[Any, Any, None]] = {}
+        self._in_flight: dict[asyncio.Task[None], Coroutine[Any, Any, Queued | None]] = {}
         # The batch acknowledgements that hand-ons queued without a task wait for.
         self._writes: set[asyncio.Future[None]] = set()
         self._backpressured: set[TopicPartition] = set()
@@ -114,10 +114,13 @@ class ConsumerLoop:
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight deliveries, cancel the rest, commit."""
-        if self._writes and grace > 0:  # hand-ons queued without a task
-            await asyncio.wait(set(self._writes), timeout=grace)
-        if self._in_flight and grace > 0:
-            await asyncio.wait(set(self._in_flight), timeout=grace)
+        deadline = time.monotonic() + grace
+        # Deliveries first (they may queue writes as they end), then the queued writes'
+        # acknowledgements, then what a failed write started again; within the grace.
+        for pending in (self._in_flight, self._writes, self._in_flight):
+            left = deadline - time.monotonic()
+            if pending and left > 0:
+                await asyncio.wait(set(pending), timeout=left)
         leftovers = dict(self._in_flight)
         for task in leftovers:
             task.cancel()
@@ -200,14 +203,19 @@ class ConsumerLoop:
             written = deliverer.write_soon(writes)
             if written is None:
                 self.spawn(ledger, offset, deliverer.write_durably(writes))
-                return
-            if written not in self._writes:
-                self._writes.add(written)
-                written.add_done_callback(self._writes.discard)
-            written.add_done_callback(partial(self._written, ledger, offset, writes))
+            else:
+                self._settle_when(ledger, offset, Queued(written, writes))
             return
         step = await deliverer.step_for(due.subscription_id)
         self.spawn(ledger, offset, step(due))
+
+    def _settle_when(self, ledger: PartitionLedger, offset: int, queued: Queued) -> None:
+        """Settle ``offset`` once the queued write is acknowledged (drain waits for it)."""
+        written = queued.written
+        if written not in self._writes:
+            self._writes.add(written)
+            written.add_done_callback(self._writes.discard)
+        written.add_done_callback(partial(self._written, ledger, offset, queued.writes))
 
     def _written(
         self, ledger: PartitionLedger, offset: int, writes: list[Write], done: asyncio.Future[None]
@@ -217,16 +225,18 @@ class ConsumerLoop:
         else:
             ledger.settle(offset)
 
-    def spawn(self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(
+        self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, Queued | None]
+    ) -> None:
         """Run one delivery of the record at ``offset``; settle it when it completes."""
         task = asyncio.create_task(self._settle_after(ledger, offset, work))
         self._in_flight[task] = work
 
     async def _settle_after(
-        self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, None]
+        self, ledger: PartitionLedger, offset: int, work: Coroutine[Any, Any, Queued | None]
     ) -> None:
         try:
-            await work
+            queued = await work
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -237,7 +247,10 @@ class ConsumerLoop:
             # Here rather than a done callback: one scheduled callback fewer per delivery.
             # A task cancelled before it started never gets here; drain forgets those.
             self._in_flight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        ledger.settle(offset)
+        if queued is None:
+            ledger.settle(offset)
+        else:
+            self._settle_when(ledger, offset, queued)
 
     def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
         """Pause ``tp`` with ``offset`` as its next record until ``until`` (monotonic)."""
