@@ -330,12 +330,38 @@ async def _stop(server: asyncio.subprocess.Process) -> None:
         await server.wait()
 
 
-async def _round(port: int) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _broker_pid(bootstrap: str) -> int | None:
+    """The local launcher's broker on this port, if it is one (its CPU is this machine's)."""
+    port = bootstrap.rsplit(":", 1)[-1]
+    pid_file = ROOT / ".cache" / "kafka" / port / "broker.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a stale file
+            return pid
+    return None
+
+
+async def _round(port: int, pid: int, broker: int | None) -> dict[str, Any]:
     """One side, once: the closed-loop peak, then the open loop at 70% of it."""
+    cpu = _cpu_seconds(pid)
+    broker_cpu = _cpu_seconds(broker) if broker else 0.0
     peak = await _run_load(port, None)
+    # CPU per request at the peak, of the server and of the broker beside it on this
+    # machine (warm-up included on both sides of the division: the closed loop runs at
+    # the same rate throughout).
+    served = peak["requests_per_s"] * (WARMUP + DURATION) or float("nan")
+    cpu_us = (_cpu_seconds(pid) - cpu) / served * 1e6
+    broker_us = (_cpu_seconds(broker) - broker_cpu) / served * 1e6 if broker else float("nan")
     steady = await _run_load(port, peak["requests_per_s"] * LOAD_FACTOR)
     return {
         "requests_per_s": peak["requests_per_s"],
+        "server_cpu_us_per_request": cpu_us,
+        "broker_cpu_us_per_request": broker_us,
         "p50_ms_closed_loop": peak["p50_ms"],
         "p99_ms_closed_loop": peak["p99_ms"],
         "rate_at_70pct_per_s": steady["requests_per_s"],
@@ -412,6 +438,7 @@ async def run(bootstrap: str) -> dict[str, Any]:
         "HOOKLINE_SECRET_KEY": SECRET_KEY,
     }
     servers: dict[str, tuple[int, asyncio.subprocess.Process]] = {}
+    broker = _broker_pid(bootstrap)
     rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "hookline": []}
     try:
         for kind in ("bare", "hookline"):
@@ -421,7 +448,8 @@ async def run(bootstrap: str) -> dict[str, Any]:
         for n in range(ROUNDS):
             order = ("bare", "hookline") if n % 2 == 0 else ("hookline", "bare")
             for kind in order:
-                rounds[kind].append(await _round(servers[kind][0]))
+                port, server = servers[kind]
+                rounds[kind].append(await _round(port, server.pid, broker))
     finally:
         for _, server in servers.values():
             await _stop(server)
