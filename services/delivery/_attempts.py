@@ -157,57 +157,43 @@ class Deliverer:
         return self._breakers
 
     async def step_for(self, subscription_id: str) -> Step:
-        """What to do with the next due delivery of a subscription; for the consumer loops.
+        """What to do with the next due delivery of a subscription; for the consumer loops,
+        which hand on what an open breaker blocks themselves (:meth:`skip_writes`).
 
-        An open breaker: :meth:`skip`, decided here, before the delivery takes a place
-        in the lane (a dead receiver's deliveries are the cheapest thing to hand on).
-        Otherwise backpressure: wait while the subscription's queue is full, then
-        :meth:`deliver`; or :meth:`defer` when its receiver is stalled.
+        Backpressure: wait while the subscription's queue is full, then :meth:`deliver`;
+        or :meth:`defer` when its receiver is stalled.
         """
-        if self._breakers.blocked(subscription_id):
-            return self.skip
         return self.deliver if await self._lanes.admit(subscription_id) else self.defer
 
     async def deliver(self, due: Due) -> Queued | None:
         """Attempt an admitted ``due`` (or skip or defer it) and make the outcome durable,
         or, for a single write (a success), queue it and say so (:class:`Queued`)."""
         writes = await self._attempt(due)
-        written = self.write_soon(writes)
-        if written is not None:
-            return Queued(written, writes)
-        await self._write_durably(writes)
-        return None
-
-    async def skip(self, due: Due) -> None:
-        """The breaker is open: ``due`` moves to its next tier without a request."""
-        await self._write_durably(self.skip_writes(due))
-
-    def blocked(self, subscription_id: str) -> bool:
-        """True while the subscription's breaker is open: its deliveries are skipped."""
-        return self._breakers.blocked(subscription_id)
+        queued = self.queue(writes)
+        if queued is None:
+            await self.write_durably(writes)
+        return queued
 
     def skip_writes(self, due: Due) -> list[Write]:
-        """What skipping ``due`` past an open breaker writes (usually its next tier)."""
+        """What handing ``due`` on past an open breaker writes (usually its next tier)."""
         sub = self._view.subscription(due.subscription_id)
         if sub is None or not sub.enabled:
             reason = "subscription deleted" if sub is None else "subscription disabled"
             return [self._record(due, "skipped", error=reason, url=sub.url if sub else None)]
         return self._after_failure(due, sub, error="circuit_open", outcome="skipped")
 
-    def write_soon(self, writes: list[Write]) -> asyncio.Future[None] | None:
-        """Queue a single write without a task: the future of its batch (callbacks only),
-        or None when it needs the full path (:meth:`write_durably`)."""
+    def queue(self, writes: list[Write]) -> Queued | None:
+        """Queue a single write in the writer's open batch, without a task; None when
+        the writes need the full path (:meth:`write_durably`)."""
         if len(writes) != 1:
             return None
         topic, record = writes[0]
-        return self._writer.write_nowait(topic, record)
-
-    async def write_durably(self, writes: list[Write]) -> None:
-        await self._write_durably(writes)
+        written = self._writer.write_nowait(topic, record)
+        return None if written is None else Queued(written, writes)
 
     async def defer(self, due: Due) -> None:
         """Hand ``due`` to its retry tier unchanged, due later, without a request."""
-        await self._write_durably([self._defer(due)])
+        await self.write_durably([self._defer(due)])
 
     # -- the attempt ----------------------------------------------------------------------
 
@@ -388,7 +374,7 @@ class Deliverer:
             )
         return self._topics.delivery_attempts, record
 
-    async def _write_durably(self, writes: list[Write]) -> None:
+    async def write_durably(self, writes: list[Write]) -> None:
         """Send every write and wait for acks=all; retry until it holds or the service stops."""
         backoff = 0.2
         while writes:

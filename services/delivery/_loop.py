@@ -198,13 +198,13 @@ class ConsumerLoop:
         ones need); only if that write fails does a task write it again.
         """
         deliverer = self.deliverer
-        if deliverer.blocked(due.subscription_id):
+        if deliverer.breakers.blocked(due.subscription_id):
             writes = deliverer.skip_writes(due)
-            written = deliverer.write_soon(writes)
-            if written is None:
+            queued = deliverer.queue(writes)
+            if queued is None:
                 self.spawn(ledger, offset, deliverer.write_durably(writes))
             else:
-                self._settle_when(ledger, offset, Queued(written, writes))
+                self._settle_when(ledger, offset, queued)
             return
         step = await deliverer.step_for(due.subscription_id)
         self.spawn(ledger, offset, step(due))
