@@ -220,14 +220,12 @@ class _Bench:
                 return
             last = now
 
-    async def round(self) -> tuple[float, float]:
-        """(fast deliveries/s, CPU µs per fast delivery) for one batch of events."""
+    async def _publish(self, events: int) -> None:
+        """Publish ``events`` new lifecycle events and wait until the broker has them all."""
         topic = self.service.topics.workflow_events
-        wanted = EVENTS_PER_ROUND * FAST_SUBSCRIPTIONS
-        before = _succeeded()
         async with create_producer(self.bootstrap, linger_ms=20) as producer:
             futures = []
-            for _ in range(EVENTS_PER_ROUND):
+            for _ in range(events):
                 self._published += 1
                 run_id = f"run-{self._published}"
                 rec = encode(completed(run_id), key=run_id, source="/bench")
@@ -235,6 +233,12 @@ class _Bench:
                     await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
                 )
             await asyncio.gather(*futures)
+
+    async def round(self) -> tuple[float, float]:
+        """(fast deliveries/s, CPU µs per fast delivery) for one batch of events."""
+        wanted = EVENTS_PER_ROUND * FAST_SUBSCRIPTIONS
+        before = _succeeded()
+        await self._publish(EVENTS_PER_ROUND)
         # The clock starts once the batch is in: publishing is not delivery work.
         cpu, started, first = time.process_time(), time.perf_counter(), _succeeded() - before
         deadline = started + 120
@@ -254,20 +258,10 @@ class _Bench:
         or down over a run, here) into every ratio; windows a second and a half long,
         alternating, put the drift on both sides alike.
         """
-        topic = self.service.topics.workflow_events
         span = windows * (seconds + 0.5) + 5.0
         events = int(fast_per_s / FAST_SUBSCRIPTIONS * span * 1.3)
         target = _succeeded() + events * FAST_SUBSCRIPTIONS
-        async with create_producer(self.bootstrap, linger_ms=20) as producer:
-            futures = []
-            for _ in range(events):
-                self._published += 1
-                run_id = f"run-{self._published}"
-                rec = encode(completed(run_id), key=run_id, source="/bench")
-                futures.append(
-                    await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
-                )
-            await asyncio.gather(*futures)
+        await self._publish(events)
         out: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for n in range(windows):
             enabled = n % 2 == 1
