@@ -101,7 +101,15 @@ class FailingStreaks:
 
 
 class _Lane:
-    __slots__ = ("freed", "in_flight", "last_progress", "queued", "requests", "waiters")
+    __slots__ = (
+        "freed",
+        "gave_up",
+        "in_flight",
+        "last_progress",
+        "queued",
+        "requests",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -114,6 +122,10 @@ class _Lane:
         # Deliveries waiting for a request slot, first come first served: a release
         # hands its slot to the first one directly (True), or a stall defers them (False).
         self.waiters: deque[asyncio.Future[bool]] = deque()
+        # Requests were given up here and none has finished on its own since: the
+        # receiver still looks hung, so a lone request is given up too (the lane is
+        # no longer full once its first requests were given up).
+        self.gave_up = False
 
 
 class Lanes:
@@ -248,17 +260,22 @@ class Lanes:
         lane.requests[scope] = now
 
     def sent(self, subscription_id: str, scope: asyncio.Timeout) -> None:
-        self._lane(subscription_id).requests.pop(scope, None)
+        lane = self._lane(subscription_id)
+        if lane.requests.pop(scope, None) is not None:
+            # Ended by itself (an answer, an error, its own timeout): not hung.
+            lane.gave_up = False
 
     def abandon_overdue(
         self, suspect: Callable[[str], bool] = lambda _: False
     ) -> list[asyncio.Timeout]:
         """Expire the requests of stalled lanes that are older than ``abandon_after``.
 
-        ``suspect(subscription_id)`` marks lanes to treat as stalled even when not full:
-        a subscription whose breaker is open has only its half-open probe out, and a
-        probe to a hung receiver must not hold its source record until the request
-        timeout. Each expired scope ends its request with a timeout at once; the
+        A lane that gave requests up is treated as stalled until one of its requests
+        ends by itself: after the first ones are given up it is seldom full again, and
+        its next request to the same hung receiver must not hold its source record
+        until the request timeout. ``suspect(subscription_id)`` marks further lanes to
+        treat as stalled: a subscription whose breaker is open has only its half-open
+        probe out. Each expired scope ends its request with a timeout at once; the
         caller records it as a failed attempt and hands the delivery to its next tier.
         """
         now = time.monotonic()
@@ -266,13 +283,14 @@ class Lanes:
         for subscription_id, lane in self._lanes.items():
             if not lane.requests:
                 continue
-            if not (self._is_stalled(lane, now) or suspect(subscription_id)):
+            if not (lane.gave_up or self._is_stalled(lane, now) or suspect(subscription_id)):
                 continue
             for scope, started in list(lane.requests.items()):
                 if now - started >= self._abandon_after and not scope.expired():
                     del lane.requests[scope]
                     scope.reschedule(asyncio.get_running_loop().time())
                     expired.append(scope)
+                    lane.gave_up = True
         return expired
 
     def in_flight(self, subscription_id: str) -> int:

@@ -168,6 +168,57 @@ async def test_a_lone_request_on_a_suspect_lane_is_given_up_but_not_on_a_healthy
     await tasks["healthy"]
 
 
+async def test_a_lane_that_gave_requests_up_gives_a_lone_one_up_until_a_request_ends_by_itself() -> (
+    None
+):
+    import asyncio
+
+    from services.delivery._isolation import Lanes
+    from tests.kafkatools import wait_until
+
+    lanes = Lanes(per_subscription=2, stall_after=0.05, abandon_after=0.1)
+    answer = asyncio.Event()
+    expired: list[str] = []
+
+    async def request(name: str, hang: bool = True) -> None:
+        assert await lanes.admit("s") and await lanes.acquire("s")
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                lanes.sending("s", scope)
+                if hang:
+                    await asyncio.Event().wait()
+                await answer.wait()
+        except TimeoutError:
+            expired.append(name)
+        finally:
+            lanes.sent("s", scope)
+            lanes.release("s")
+
+    async def settle(*tasks: asyncio.Task[None]) -> None:
+        def done() -> bool:
+            lanes.abandon_overdue()
+            return all(t.done() for t in tasks)
+
+        await wait_until(done, timeout=5)
+
+    # The cap fills with hung requests: a stalled lane, both given up.
+    await settle(*(asyncio.create_task(request(f"hung{i}")) for i in range(2)))
+    # The next request goes alone to the same receiver: the lane is not full, but it
+    # is still the receiver that hung, so that request is given up as well.
+    await settle(asyncio.create_task(request("lone")))
+    assert expired == ["hung0", "hung1", "lone"]
+    # A request that ends by itself clears the suspicion: a lone slow one stays out.
+    answer.set()
+    await settle(asyncio.create_task(request("answered", hang=False)))
+    answer.clear()
+    slow = asyncio.create_task(request("slow", hang=False))
+    await asyncio.sleep(0.3)  # well past abandon_after
+    assert lanes.abandon_overdue() == []
+    answer.set()
+    await slow
+
+
 async def test_a_released_slot_goes_to_the_first_waiter_and_a_stalled_lane_defers_its_waiters() -> (
     None
 ):
