@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import TopicPartition
 
-from services.delivery._isolation import CircuitBreakers, FailingStreaks
+from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
 from services.delivery._offsets import OffsetBook, PartitionLedger
+from tests.kafkatools import wait_until
 
 
 class Clock:
@@ -77,10 +80,6 @@ def test_book_reports_only_moved_offsets_and_forgets_revoked_partitions() -> Non
 
 
 async def test_a_skipped_delivery_frees_its_lane_place_for_waiting_admission_at_once() -> None:
-    import asyncio
-
-    from services.delivery._isolation import Lanes
-
     lanes = Lanes(per_subscription=1, stall_after=30.0)
     assert await lanes.admit("s") and await lanes.admit("s")  # the queue (2 x cap) is full
     waiting = asyncio.create_task(lanes.admit("s"))
@@ -91,141 +90,97 @@ async def test_a_skipped_delivery_frees_its_lane_place_for_waiting_admission_at_
     assert await asyncio.wait_for(waiting, timeout=2.0)
 
 
+async def request(lanes: Lanes, sub: str, until: asyncio.Event) -> bool:
+    """One request on ``sub``'s lane, on the wire until ``until`` is set (the receiver's
+    answer) or the lane gives it up; True when it was given up."""
+    assert await lanes.admit(sub) and await lanes.acquire(sub)
+    scope = asyncio.timeout(None)
+    try:
+        async with scope:
+            lanes.sending(sub, scope)
+            await until.wait()
+    except TimeoutError:
+        return True
+    finally:
+        lanes.sent(sub, scope)
+        lanes.release(sub)
+    return False
+
+
 async def test_requests_a_stalled_lane_held_past_abandon_after_are_expired_and_others_are_not() -> (
     None
 ):
-    import asyncio
-
-    from services.delivery._isolation import Lanes
-    from tests.kafkatools import wait_until
-
     lanes = Lanes(per_subscription=2, stall_after=0.05, abandon_after=0.1)
     never = asyncio.Event()
-    outcomes: dict[str, str] = {}
-
-    async def request(sub: str) -> None:
-        assert await lanes.admit(sub) and await lanes.acquire(sub)
-        scope = asyncio.timeout(None)
-        try:
-            async with scope:
-                lanes.sending(sub, scope)
-                await never.wait()
-        except TimeoutError:
-            outcomes.setdefault(sub, "expired")
-        finally:
-            lanes.sent(sub, scope)
-            lanes.release(sub)
 
     # "hung" fills its cap (a stalled lane); "slow" has one request out (not stalled).
-    tasks = [asyncio.create_task(request(s)) for s in ("hung", "hung", "slow")]
+    tasks = [asyncio.create_task(request(lanes, s, never)) for s in ("hung", "hung", "slow")]
 
     def expired_hung() -> bool:
         lanes.abandon_overdue()
         return len([t for t in tasks[:2] if t.done()]) == 2
 
     await wait_until(expired_hung, timeout=5)
-    assert outcomes == {"hung": "expired"}
+    assert tasks[0].result() and tasks[1].result()
     assert not tasks[2].done() and lanes.in_flight("slow") == 1 and lanes.in_flight("hung") == 0
     never.set()
-    await tasks[2]
+    assert not await tasks[2]
 
 
 async def test_a_lone_request_on_a_suspect_lane_is_given_up_but_not_on_a_healthy_one() -> None:
-    import asyncio
-
-    from services.delivery._isolation import Lanes
-    from tests.kafkatools import wait_until
-
     # One request out of a cap of four: never a stalled lane by itself. A suspect one
     # (its breaker open: the request is the half-open probe) is given up all the same.
     lanes = Lanes(per_subscription=4, stall_after=0.05, abandon_after=0.1)
     never = asyncio.Event()
-    expired: set[str] = set()
-
-    async def request(sub: str) -> None:
-        assert await lanes.admit(sub) and await lanes.acquire(sub)
-        scope = asyncio.timeout(None)
-        try:
-            async with scope:
-                lanes.sending(sub, scope)
-                await never.wait()
-        except TimeoutError:
-            expired.add(sub)
-        finally:
-            lanes.sent(sub, scope)
-            lanes.release(sub)
-
-    tasks = {sub: asyncio.create_task(request(sub)) for sub in ("probe", "healthy")}
+    tasks = {sub: asyncio.create_task(request(lanes, sub, never)) for sub in ("probe", "healthy")}
 
     def probe_given_up() -> bool:
         lanes.abandon_overdue(suspect=lambda sub: sub == "probe")
         return tasks["probe"].done()
 
     await wait_until(probe_given_up, timeout=5)
-    assert expired == {"probe"}
+    assert tasks["probe"].result()
     assert not tasks["healthy"].done()
     never.set()
-    await tasks["healthy"]
+    assert not await tasks["healthy"]
 
 
 async def test_a_lane_that_gave_requests_up_gives_a_lone_one_up_until_a_request_ends_by_itself() -> (
     None
 ):
-    import asyncio
-
-    from services.delivery._isolation import Lanes
-    from tests.kafkatools import wait_until
-
     lanes = Lanes(per_subscription=2, stall_after=0.05, abandon_after=0.1)
-    answer = asyncio.Event()
-    expired: list[str] = []
+    never, answer = asyncio.Event(), asyncio.Event()
 
-    async def request(name: str, hang: bool = True) -> None:
-        assert await lanes.admit("s") and await lanes.acquire("s")
-        scope = asyncio.timeout(None)
-        try:
-            async with scope:
-                lanes.sending("s", scope)
-                if hang:
-                    await asyncio.Event().wait()
-                await answer.wait()
-        except TimeoutError:
-            expired.append(name)
-        finally:
-            lanes.sent("s", scope)
-            lanes.release("s")
-
-    async def settle(*tasks: asyncio.Task[None]) -> None:
+    async def settle(*requests: asyncio.Task[bool]) -> list[bool]:
         def done() -> bool:
             lanes.abandon_overdue()
-            return all(t.done() for t in tasks)
+            return all(t.done() for t in requests)
 
         await wait_until(done, timeout=5)
+        return [t.result() for t in requests]
+
+    def start(until: asyncio.Event) -> asyncio.Task[bool]:
+        return asyncio.create_task(request(lanes, "s", until))
 
     # The cap fills with hung requests: a stalled lane, both given up.
-    await settle(*(asyncio.create_task(request(f"hung{i}")) for i in range(2)))
+    assert await settle(start(never), start(never)) == [True, True]
     # The next request goes alone to the same receiver: the lane is not full, but it
     # is still the receiver that hung, so that request is given up as well.
-    await settle(asyncio.create_task(request("lone")))
-    assert expired == ["hung0", "hung1", "lone"]
+    assert await settle(start(never)) == [True]
     # A request that ends by itself clears the suspicion: a lone slow one stays out.
     answer.set()
-    await settle(asyncio.create_task(request("answered", hang=False)))
+    assert await settle(start(answer)) == [False]
     answer.clear()
-    slow = asyncio.create_task(request("slow", hang=False))
+    slow = start(answer)
     await asyncio.sleep(0.3)  # well past abandon_after
     assert lanes.abandon_overdue() == []
     answer.set()
-    await slow
+    assert not await slow
 
 
 async def test_a_released_slot_goes_to_the_first_waiter_and_a_stalled_lane_defers_its_waiters() -> (
     None
 ):
-    import asyncio
-
-    from services.delivery._isolation import Lanes
-
     lanes = Lanes(per_subscription=1, stall_after=0.05)
     assert await lanes.admit("s") and await lanes.acquire("s")
     assert await lanes.admit("s")
