@@ -94,3 +94,23 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+async def wait_committed(
+    bootstrap: str, group_id: str, topic: str, total: int, timeout: float = 10.0
+) -> None:
+    """Wait until ``group_id`` has committed offsets on ``topic`` that add up to ``total``
+    (every record of a topic written from offset 0 on, when ``total`` is its count)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+
+        async def all_committed() -> bool:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+            return bool(sum(m.offset for tp, m in offsets.items() if tp.topic == topic) == total)
+
+        await wait_until(all_committed, timeout=timeout, message=f"offsets at {total} on {topic}")
+    finally:
+        await admin.close()

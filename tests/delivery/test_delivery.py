@@ -17,7 +17,7 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tests.configtools import put_entities, subscription
 from tests.delivery.receivers import Receiver, completed, publish
-from tests.kafkatools import read_topic, wait_until
+from tests.kafkatools import read_topic, wait_committed, wait_until
 
 
 async def attempts(bootstrap: str, topics: Topics, min_count: int = 0) -> list[DeliveryAttempted]:
@@ -369,8 +369,6 @@ async def test_a_subscription_failing_for_too_long_is_disabled_with_a_record_say
 async def test_a_hung_receiver_leaves_others_delivered_and_offsets_advancing_within_the_bound(
     settings: Settings, topics: Topics, run_service: Any
 ) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     events = 60
     async with Receiver() as receiver:
         receiver.hang("/hung")
@@ -399,26 +397,15 @@ async def test_a_hung_receiver_leaves_others_delivered_and_offsets_advancing_wit
                 message="the fast subscriptions' deliveries",
             )
             intake = service.loops[0]
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-            await admin.start()
-            try:
-
-                async def all_committed() -> bool:
-                    offsets = await admin.list_consumer_group_offsets(
-                        f"{settings.topic_prefix}delivery"
-                    )
-                    total = sum(
-                        meta.offset
-                        for tp, meta in offsets.items()
-                        if tp.topic == topics.workflow_events
-                    )
-                    return bool(total == events)
-
-                # The receiver still hangs, yet every record gets committed: its deliveries
-                # are deferred to a retry tier or time out; none holds a partition longer.
-                await wait_until(all_committed, timeout=10, message="offsets at the end")
-            finally:
-                await admin.close()
+            # The receiver still hangs, yet every record gets committed: its deliveries
+            # are deferred to a retry tier or time out; none holds a partition longer.
+            await wait_committed(
+                settings.kafka_bootstrap_servers,
+                f"{settings.topic_prefix}delivery",
+                topics.workflow_events,
+                events,
+                timeout=10,
+            )
             assert intake.max_unsettled_seen <= bound
             assert len(receiver.ids("/a")) == events
     assert len(receiver.on("/hung")) >= 1
@@ -427,8 +414,6 @@ async def test_a_hung_receiver_leaves_others_delivered_and_offsets_advancing_wit
 async def test_a_hung_lane_gives_its_requests_up_so_others_get_the_global_pool_and_offsets_commit(
     settings: Settings, topics: Topics, run_service: Any
 ) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     events = 12
     async with Receiver() as receiver:
         receiver.hang("/hung")
@@ -458,22 +443,13 @@ async def test_a_hung_lane_gives_its_requests_up_so_others_get_the_global_pool_a
                 timeout=15,
                 message="the fast subscription's deliveries",
             )
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-            await admin.start()
-            try:
-
-                async def all_committed() -> bool:
-                    offsets = await admin.list_consumer_group_offsets(
-                        f"{settings.topic_prefix}delivery"
-                    )
-                    total = sum(
-                        m.offset for tp, m in offsets.items() if tp.topic == topics.workflow_events
-                    )
-                    return bool(total == events)
-
-                await wait_until(all_committed, timeout=15, message="offsets at the end")
-            finally:
-                await admin.close()
+            await wait_committed(
+                settings.kafka_bootstrap_servers,
+                f"{settings.topic_prefix}delivery",
+                topics.workflow_events,
+                events,
+                timeout=15,
+            )
             records = await attempts(settings.kafka_bootstrap_servers, topics, min_count=events)
     stalled = [r for r in records if r.subscription_id == "hung" and r.error == "stalled"]
     assert stalled, [(r.subscription_id, r.outcome, r.error) for r in records]
