@@ -82,9 +82,19 @@ class Due:
         return replace(self, due_at=due_at, attempt=self.attempt if attempt is None else attempt)
 
 
-def _source(due: Due) -> dict[str, Any]:
+def _about(due: Due) -> dict[str, Any]:
+    """The fields naming a delivery, which its due and attempt records both carry."""
     topic, partition, offset = due.source
-    return {"topic": topic, "partition": partition, "offset": offset}
+    return {
+        "delivery_id": due.delivery_id,
+        "message_id": due.message_id,
+        "subscription_id": due.subscription_id,
+        "event_type": due.event_type,
+        "workflow_id": due.workflow_id,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "body": due.body,
+        "attempt": due.attempt,
+    }
 
 
 def _headers(ce_type: bytes, now: datetime) -> list[tuple[str, bytes]]:
@@ -100,18 +110,9 @@ def _headers(ce_type: bytes, now: datetime) -> list[tuple[str, bytes]]:
 
 def due_record(due: Due, now: datetime) -> KafkaRecord:
     """The ``hookline.delivery.due`` record of ``due`` (keyed by subscription)."""
-    value = {
-        "delivery_id": due.delivery_id,
-        "message_id": due.message_id,
-        "subscription_id": due.subscription_id,
-        "event_type": due.event_type,
-        "workflow_id": due.workflow_id,
-        "source": _source(due),
-        "body": due.body,
-        "attempt": due.attempt,
-        "due_at": due.due_at,
-        "first_attempted_at": due.first_attempted_at,
-    }
+    value = _about(due)
+    value["due_at"] = due.due_at
+    value["first_attempted_at"] = due.first_attempted_at
     return KafkaRecord(
         due.subscription_id.encode(),
         orjson.dumps(value, option=orjson.OPT_UTC_Z),
@@ -132,24 +133,17 @@ def attempt_record(
     url: str | None = None,
 ) -> KafkaRecord:
     """The ``hookline.delivery.attempted`` record of one attempt of ``due``."""
-    value = {
-        "delivery_id": due.delivery_id,
-        "message_id": due.message_id,
-        "subscription_id": due.subscription_id,
-        "event_type": due.event_type,
-        "workflow_id": due.workflow_id,
-        "source": _source(due),
-        "attempt": due.attempt,
-        "outcome": outcome,
-        "status_code": status_code,
-        "error": error,
-        "latency_ms": latency_ms,
-        "response_excerpt": excerpt,
-        "next_attempt_at": next_attempt_at,
-        "attempted_at": now,
-        "url": url,
-        "body": due.body,
-    }
+    value = _about(due)
+    value.update(
+        outcome=outcome,
+        status_code=status_code,
+        error=error,
+        latency_ms=latency_ms,
+        response_excerpt=excerpt,
+        next_attempt_at=next_attempt_at,
+        attempted_at=now,
+        url=url,
+    )
     return KafkaRecord(
         due.subscription_id.encode(),
         orjson.dumps(value, option=orjson.OPT_UTC_Z),
