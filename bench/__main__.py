@@ -22,11 +22,11 @@ def _broker() -> tuple[str, Any]:
     env = os.environ.get("HOOKLINE_KAFKA_BOOTSTRAP_SERVERS")
     if env:
         return env, None
-    from shared.localkafka import LocalKafka
-    from tests.conftest import _free_port_pair
+    from localkafka import LocalKafka
+    from testkit import free_port_pair
 
     data = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
-    broker = LocalKafka(port=_free_port_pair(), data_dir=data)
+    broker = LocalKafka(port=free_port_pair(), data_dir=data)
     return broker.start(), (broker, data)
 
 

@@ -57,9 +57,9 @@ from shared.cloudevents import encode
 from shared.entities import Subscription
 from shared.kafka import create_producer
 from shared.settings import Settings
-from tests.configtools import put_entities, subscription
-from tests.conftest import TEST_SECRET_KEY
-from tests.delivery.receivers import completed
+from testkit import TEST_SECRET_KEY
+from testkit.config import put_entities, subscription
+from testkit.receivers import completed
 
 CONCURRENCY = 64
 FAST_SUBSCRIPTIONS = 4

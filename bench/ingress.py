@@ -37,8 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localkafka import LocalKafka
+from testkit import FIXTURES
+
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "github" / "push" / "payload.json"
+FIXTURE = FIXTURES / "github" / "push" / "payload.json"
 SECRET = "bench-github-secret"
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
 WEBHOOK_ID = "bench-gh"
@@ -337,12 +340,9 @@ def _cpu_seconds(pid: int) -> float:
 
 def _broker_pid(bootstrap: str) -> int | None:
     """The local launcher's broker on this port, if it is one (its CPU is this machine's)."""
-    port = bootstrap.rsplit(":", 1)[-1]
-    pid_file = ROOT / ".cache" / "kafka" / port / "broker.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pid_file.read_text().strip())
-        if b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a stale file
-            return pid
+    host, _, port = bootstrap.rpartition(":")
+    with contextlib.suppress(ValueError):
+        return LocalKafka(host=host, port=int(port)).status().pid
     return None
 
 

@@ -1,15 +1,16 @@
 """The ``hookline`` console script.
 
-Each subcommand imports its service lazily, so ``hookline kafka status`` does
-not pay for starlette or httpx. Errors from hookline's own tree become one
-clear line on stderr and exit status 2; nothing prints a traceback at a user.
+Each subcommand imports what it runs when it runs, so ``hookline kafka status``
+does not pay for starlette or httpx. The imports are plain: a broken install
+stops the command with the import's error, never a silent fallback. Errors from
+hookline's own tree become one clear line on stderr and exit status 2; nothing
+prints a traceback at a user.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,27 +20,46 @@ from shared.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
-SERVICES = {
-    "ingress": "services.ingress.main",
-    "dispatcher": "services.dispatcher.main",
-    "delivery": "services.delivery.main",
+
+def _ingress(args: argparse.Namespace, settings: Settings) -> int:
+    from services.ingress.main import run
+
+    return run(settings)
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from services.admin.main import run
+
+    return run(settings)
+
+
+def _dispatcher(args: argparse.Namespace, settings: Settings) -> int:
+    from services.dispatcher.main import run
+
+    return run(settings)
+
+
+def _delivery(args: argparse.Namespace, settings: Settings) -> int:
+    from services.delivery.main import run
+
+    return run(settings)
+
+
+SERVICES: dict[str, tuple[Command, str]] = {
+    "ingress": (_ingress, "the public webhook endpoints"),
+    "admin": (_admin, "the admin API (cluster-internal)"),
+    "dispatcher": (_dispatcher, "inbound events to workflow runs"),
+    "delivery": (_delivery, "lifecycle events to signed outbound webhooks"),
 }
 
 
-def _run_service(name: str) -> Command:
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        module = importlib.import_module(SERVICES[name])
-        result: int = module.run(settings)
-        return result
-
-    return run
-
-
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.localkafka import LocalKafka
+    from localkafka import LocalKafka
 
     broker = LocalKafka(
-        port=args.port, data_dir=Path(args.data_dir).resolve() if args.data_dir else None
+        port=args.port,
+        data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
+        cache=settings.cache_dir / "kafka",
     )
     if args.action == "start":
         address = broker.start()
@@ -82,15 +102,15 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(args: argparse.Namespace, settings: Settings) -> int:
-    module = importlib.import_module("services.ingress.admin.apply")
-    result: int = module.main(args, settings)
-    return result
+    from cli.apply import main
+
+    return main(args, settings)
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    module = importlib.import_module("shared.dev")
-    result: int = module.main(args, settings)
-    return result
+    from devstack.stack import main
+
+    return main(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,12 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hookline", description="hookline: webhooks in and out, over Apache Kafka."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SERVICES:
-        p = sub.add_parser(name, help=f"run the {name} service")
-        p.set_defaults(func=_run_service(name))
+    for name, (command, what) in SERVICES.items():
+        p = sub.add_parser(name, help=f"run the {name} service: {what}")
+        p.set_defaults(func=command)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, services, demo")
     dev.add_argument("--no-demo", action="store_true", help="do not apply the demo config")
+    dev.add_argument("--receiver-port", type=int, default=8090, help="the demo receiver's port")
     dev.set_defaults(func=_dev)
 
     kafka = sub.add_parser("kafka", help="the local Apache Kafka broker")

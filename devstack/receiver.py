@@ -2,7 +2,7 @@
 
 It checks the Standard Webhooks signature with the independent
 ``standardwebhooks`` package, so the demo shows a receiver's view of hookline.
-Run: ``python -m shared.echo_receiver --port 8090`` with ``HOOKLINE_DEV_RECEIVER_SECRET``.
+Run: ``python -m devstack.receiver --port 8090`` with ``HOOKLINE_DEV_RECEIVER_SECRET``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,19 @@
 """``hookline dev``: everything on one machine, for a first look and for development.
 
 Start order: the local broker (unless ``HOOKLINE_KAFKA_BOOTSTRAP_SERVERS`` is
-set), the topics, a small receiver on loopback, the ingress (with the admin
-API), the dispatcher with the local engine, and the delivery service; then the
-demo configuration (``deploy/examples/dev.yaml``). Ctrl-C stops them in the
-reverse order: intake first, so nothing is accepted that cannot be handled.
+set), the topics, a small receiver on loopback, the delivery service, the
+dispatcher with the local engine, the admin API, and the ingress; then the demo
+configuration (``demo.yaml`` beside this module). Ctrl-C stops them in the
+reverse order: intake first, so nothing is accepted that cannot be handled, and
+the broker last.
+
+The broker listens on 9092 unless something else holds that port: then the next
+free pair of ports is taken, and the banner says which. Children never outlive
+this process (see :mod:`devstack.supervisor`), whatever happens to its output.
 
 Credentials for development (admin token, secret key, demo secrets) are made
-once and kept in ``.cache/dev/credentials.json`` so the config topic stays
-readable across restarts.
+once and kept in ``<cache>/dev/credentials.json`` (``.cache`` under the working
+directory by default), so the config topic stays readable across restarts.
 """
 
 from __future__ import annotations
@@ -25,16 +30,15 @@ from pathlib import Path
 
 import orjson
 
+from devstack.supervisor import HOOKLINE, Output, ServiceProcess, die_with_parent
+from localkafka import LocalKafka, port_taken
 from shared.crypto import generate_key, generate_subscription_secret
 from shared.kafka import ensure_topics
-from shared.localkafka import PROJECT_ROOT, LocalKafka
-from shared.processes import HOOKLINE, ServiceProcess
 from shared.settings import Settings
 from shared.topics import topic_registry
 
-STATE = PROJECT_ROOT / ".cache" / "dev"
-DEMO_FILE = PROJECT_ROOT / "deploy" / "examples" / "dev.yaml"
-RECEIVER_PORT = 8090
+DEMO_FILE = Path(__file__).with_name("demo.yaml")
+DEFAULT_BROKER_PORT = 9092
 
 DEMO_PUSH = {
     "ref": "refs/heads/main",
@@ -46,12 +50,12 @@ DEMO_PUSH = {
 }
 
 
-def _credentials() -> dict[str, str]:
-    path = STATE / "credentials.json"
+def _credentials(state: Path) -> dict[str, str]:
+    path = state / "credentials.json"
     if path.exists():
         stored: dict[str, str] = orjson.loads(path.read_bytes())
         return stored
-    STATE.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
     creds = {
         "admin_token": "dev_" + secrets.token_urlsafe(24),
         "secret_key": generate_key(),
@@ -63,7 +67,9 @@ def _credentials() -> dict[str, str]:
     return creds
 
 
-def _service_env(bootstrap: str, creds: dict[str, str], settings: Settings) -> dict[str, str]:
+def _service_env(
+    bootstrap: str, creds: dict[str, str], settings: Settings, receiver_port: int
+) -> dict[str, str]:
     return {
         "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "HOOKLINE_ADMIN_TOKEN": os.environ.get("HOOKLINE_ADMIN_TOKEN", creds["admin_token"]),
@@ -75,15 +81,15 @@ def _service_env(bootstrap: str, creds: dict[str, str], settings: Settings) -> d
         "HOOKLINE_HOST": os.environ.get("HOOKLINE_HOST", "127.0.0.1"),
         "HOOKLINE_DEV_GITHUB_SECRET": creds["github_secret"],
         "HOOKLINE_DEV_RECEIVER_SECRET": creds["receiver_secret"],
-        "HOOKLINE_DEV_RECEIVER_URL": f"http://127.0.0.1:{RECEIVER_PORT}/hooks/demo",
+        "HOOKLINE_DEV_RECEIVER_URL": f"http://127.0.0.1:{receiver_port}/hooks/demo",
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
         "HOOKLINE_LOG_FORMAT": os.environ.get("HOOKLINE_LOG_FORMAT", "text"),
     }
 
 
-def _demo_request(settings: Settings, creds: dict[str, str]) -> tuple[Path, str, str]:
+def _demo_request(settings: Settings, creds: dict[str, str], state: Path) -> tuple[str, str]:
     body = orjson.dumps(DEMO_PUSH)
-    path = STATE / "push.json"
+    path = state / "push.json"
     path.write_bytes(body)
     signature = hmac.new(creds["github_secret"].encode(), body, hashlib.sha256).hexdigest()
     host = f"http://127.0.0.1:{settings.ingress_port}"
@@ -96,20 +102,48 @@ def _demo_request(settings: Settings, creds: dict[str, str]) -> tuple[Path, str,
     )
     admin = f"http://127.0.0.1:{settings.admin_port}"
     show = f"curl -s -H 'Authorization: Bearer {creds['admin_token']}' {admin}/v1/deliveries"
-    return path, trigger, show
+    return trigger, show
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    creds = _credentials()
+def local_broker(cache: Path, host: str = "127.0.0.1") -> tuple[LocalKafka, str | None]:
+    """The development broker: on 9092, or on the first free port pair after it.
+
+    A broker of ours already running on a port is used again. Returns the broker and,
+    when it is not on 9092, why (for the banner).
+    """
+    port = DEFAULT_BROKER_PORT
+    for candidate in range(DEFAULT_BROKER_PORT, DEFAULT_BROKER_PORT + 200, 2):
+        broker = LocalKafka(host=host, port=candidate, cache=cache / "kafka")
+        if broker.status().running:
+            port = candidate
+            break
+        if not port_taken(host, candidate) and not port_taken(host, candidate + 1):
+            port = candidate
+            break
+    else:
+        raise RuntimeError(f"no free port pair for the broker in {DEFAULT_BROKER_PORT}–+200")
+    note = None
+    if port != DEFAULT_BROKER_PORT:
+        note = f"port {DEFAULT_BROKER_PORT} is taken by another process; using {port}"
+    return LocalKafka(host=host, port=port, cache=cache / "kafka"), note
+
+
+async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    state = settings.cache_dir.resolve() / "dev"
+    creds = _credentials(state)
     broker: LocalKafka | None = None
     if "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS" in os.environ:
         bootstrap = settings.kafka_bootstrap_servers
-        print(f"kafka      {bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)", flush=True)
+        out.write(f"kafka      {bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)\n")
     else:
-        broker = LocalKafka()
-        print("kafka      starting the local broker …", flush=True)
-        bootstrap = await asyncio.to_thread(broker.start)
-        print(f"kafka      {bootstrap} (local broker, data in {broker.data_dir})", flush=True)
+        broker, note = local_broker(settings.cache_dir.resolve())
+        if note:
+            out.write(f"kafka      {note}\n")
+        out.write("kafka      starting the local broker …\n")
+        # Started from this (the main) thread: the broker's death signal is tied to the
+        # thread that forks it, and this one lives as long as the process.
+        bootstrap = broker.start(preexec_fn=die_with_parent())
+        out.write(f"kafka      {bootstrap} (local broker, data in {broker.data_dir})\n")
     await ensure_topics(
         bootstrap,
         topic_registry(
@@ -118,21 +152,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             retry_tiers=len(settings.retry_schedule),
         ),
     )
-    env = _service_env(bootstrap, creds, settings)
-    out = sys.stdout
+    env = _service_env(bootstrap, creds, settings, args.receiver_port)
     # Started in this order, stopped in the reverse: the receiver and delivery are
     # up before anything can produce events, the ingress last (and stopped first).
     ports = {
         "delivery": settings.delivery_port,
         "dispatcher": settings.dispatcher_port,
-        "ingress": settings.admin_port,  # ready once the admin API's config view is
+        "admin": settings.admin_port,
+        "ingress": settings.ingress_port,
     }
     children = [
         ServiceProcess(
             "receiver",
-            [sys.executable, "-m", "shared.echo_receiver", "--port", str(RECEIVER_PORT)],
+            [sys.executable, "-m", "devstack.receiver", "--port", str(args.receiver_port)],
             env=env,
-            ready_url=f"http://127.0.0.1:{RECEIVER_PORT}/",
+            ready_url=f"http://127.0.0.1:{args.receiver_port}/",
             echo=out,
         ),
         *(
@@ -148,39 +182,53 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     ]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stopping.set)
     code = 0
     try:
         for child in children:
             await child.start()
-            await child.wait_ready(timeout=120)
+            await _ready_or_stopped(child, stopping)
+            if stopping.is_set():
+                return 130
         if not args.no_demo:
-            await _apply_demo(env)
-        _banner(settings, creds)
+            await _apply_demo(env, out)
+        out.write(_banner(settings, creds, state, args.receiver_port))
         waiters = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]
         stop_task = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_task, *waiters], return_when=asyncio.FIRST_COMPLETED)
         if stop_task not in done:
             failed = [c.name for c in children if not c.running]
-            print(f"hookline dev: {', '.join(failed)} exited; stopping everything", flush=True)
+            out.write(f"hookline dev: {', '.join(failed)} exited; stopping everything\n")
             code = 1
         for task in [stop_task, *waiters]:
             task.cancel()
     except (RuntimeError, TimeoutError) as exc:
-        print(f"hookline dev: {exc}", file=sys.stderr, flush=True)
+        out.write(f"hookline dev: {exc}\n")
         code = 1
     finally:
-        print("stopping   ingress, dispatcher, delivery, receiver …", flush=True)
+        out.write("stopping   ingress, admin, dispatcher, delivery, receiver …\n")
         for child in reversed(children):
             await child.stop(grace=settings.shutdown_grace + 5)
         if broker is not None:
             await asyncio.to_thread(broker.stop)
-            print("kafka      stopped", flush=True)
+            out.write("kafka      stopped\n")
     return code
 
 
-async def _apply_demo(env: dict[str, str]) -> None:
+async def _ready_or_stopped(child: ServiceProcess, stopping: asyncio.Event) -> None:
+    """Wait for ``child`` to be ready, or for Ctrl-C: start-up can be stopped too."""
+    ready = asyncio.create_task(child.wait_ready(timeout=120))
+    stopped = asyncio.create_task(stopping.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not ready.done():
+        ready.cancel()
+        return
+    ready.result()
+
+
+async def _apply_demo(env: dict[str, str], out: Output) -> None:
     proc = await asyncio.create_subprocess_exec(
         *HOOKLINE,
         "apply",
@@ -192,20 +240,19 @@ async def _apply_demo(env: dict[str, str]) -> None:
     )
     output, _ = await proc.communicate()
     for line in output.decode(errors="replace").splitlines():
-        print(f"{'apply':<10} | {line}", flush=True)
+        out.write(f"{'apply':<10} | {line}\n")
     if proc.returncode != 0:
         raise RuntimeError(f"applying {DEMO_FILE} failed")
 
 
-def _banner(settings: Settings, creds: dict[str, str]) -> None:
-    _, trigger, show = _demo_request(settings, creds)
-    print(
-        f"""
+def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_port: int) -> str:
+    trigger, show = _demo_request(settings, creds, state)
+    return f"""
 ──────────────────────────────────────────────────────────────────────────────
  hookline is running
    webhooks (public)   http://127.0.0.1:{settings.ingress_port}/webhooks/{{id}}[/github|/gitlab|/slack]
    admin API           http://127.0.0.1:{settings.admin_port}   (Authorization: Bearer {creds["admin_token"]})
-   demo receiver       http://127.0.0.1:{RECEIVER_PORT}/   (what it verified)
+   demo receiver       http://127.0.0.1:{receiver_port}/   (what it verified)
 
  1. Trigger the demo workflow with a signed GitHub push:
 
@@ -217,10 +264,8 @@ def _banner(settings: Settings, creds: dict[str, str]) -> None:
 
  Ctrl-C stops everything.
 ──────────────────────────────────────────────────────────────────────────────
-""",
-        flush=True,
-    )
+"""
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run(args, settings))
+    return asyncio.run(_run(args, settings, Output(sys.stdout)))

@@ -3,22 +3,66 @@
 ``hookline dev`` runs the services this way with their output prefixed on the
 terminal; the end-to-end and fault suites run replicas this way with their
 output in files, and SIGKILL them to prove nothing is lost.
+
+Children never outlive their supervisor. Each runs in a session of its own, so a
+Ctrl-C reaches the supervisor alone and it stops them in order; and each asks
+the kernel for SIGTERM when the supervisor dies, so they stop even when it is
+killed. Output that cannot be written (the terminal or a ``| tee`` went away) is
+dropped, never an error: the supervisor must live on to stop its children.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 import httpx
 
-HOOKLINE = [sys.executable, "-m", "shared.cli"]
+HOOKLINE = [sys.executable, "-m", "cli"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child sent SIGTERM when its parent dies (Linux).
+
+    The kernel ties this to the thread that forks, so call it from the main thread.
+    Elsewhere it returns None: the supervisor's own stop is then the only guard.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Output:
+    """A text stream for prefixed child output that stops writing, quietly, once it fails."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # a closed pipe or terminal: drop what follows
+            self._stream = None
 
 
 class ServiceProcess:
@@ -32,7 +76,7 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         ready_url: str | None = None,
         log_path: Path | None = None,
-        echo: IO[str] | None = None,
+        echo: IO[str] | Output | None = None,
         cwd: Path | None = None,
     ) -> None:
         self.name = name
@@ -40,7 +84,7 @@ class ServiceProcess:
         self.env = {**os.environ, **(env or {})}
         self.ready_url = ready_url
         self.log_path = log_path
-        self.echo = echo
+        self.echo = echo if isinstance(echo, Output) else Output(echo)
         self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -74,6 +118,7 @@ class ServiceProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
+                preexec_fn=die_with_parent(),
             )
         finally:
             if not isinstance(stdout, int):
@@ -83,10 +128,10 @@ class ServiceProcess:
 
     async def _copy_output(self, stream: asyncio.StreamReader) -> None:
         prefix = f"{self.name:<10} | "
+        # Read to the end whatever happens to the output: a child blocked on a full
+        # pipe could not stop.
         while line := await stream.readline():
-            if self.echo is not None:
-                self.echo.write(prefix + line.decode(errors="replace"))
-                self.echo.flush()
+            self.echo.write(prefix + line.decode(errors="replace"))
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until ``ready_url`` answers 200 (or only that the process lives, without one)."""

@@ -1,7 +1,8 @@
 """The local broker: a real single-node Apache Kafka (KRaft) run from Maven Central jars.
 
-``deploy/kafka/pom.xml`` pins the version; Maven copies the broker and its
-dependencies into ``.cache/kafka/libs`` once. :class:`LocalKafka` formats the
+``pom.xml`` beside this module (package data) pins the version; Maven copies the
+broker and its dependencies into ``<cache>/libs`` once (the cache folder is
+``.cache/kafka`` under the working directory unless the caller names another). :class:`LocalKafka` formats the
 storage once, starts the JVM in the background with its log in a file, and
 stops it by its pid. Data lives in ``.cache/kafka/<port>/data`` unless another
 folder is given, and survives stop and start.
@@ -19,14 +20,19 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import BrokerUnavailable, ConfigurationError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
-CACHE = PROJECT_ROOT / ".cache" / "kafka"
+POM = Path(__file__).with_name("pom.xml")
+
+
+def default_cache() -> Path:
+    """``.cache/kafka`` under the working directory: where ``make`` runs, the project root."""
+    return Path.cwd() / ".cache" / "kafka"
+
 
 MISSING_TOOLS = (
     "hookline's local broker runs Apache Kafka from its jars, which needs {missing} on PATH "
@@ -63,7 +69,7 @@ class BrokerStatus:
 
 
 def kafka_version(libs: Path | None = None) -> str | None:
-    folder = libs or CACHE / "libs"
+    folder = libs or default_cache() / "libs"
     for jar in sorted(folder.glob("kafka_2.13-*.jar")):
         name = jar.name.removeprefix("kafka_2.13-").removesuffix(".jar")
         if name[:1].isdigit() and "-" not in name:
@@ -71,8 +77,9 @@ def kafka_version(libs: Path | None = None) -> str | None:
     return None
 
 
-def ensure_jars(cache: Path = CACHE) -> Path:
+def ensure_jars(cache: Path | None = None) -> Path:
     """Copy the pinned broker jars into the cache once; return the folder."""
+    cache = cache or default_cache()
     libs = cache / "libs"
     stamp = libs / ".complete"
     if stamp.exists() and stamp.read_text() == POM.read_text():
@@ -138,11 +145,11 @@ class LocalKafka:
         host: str = "127.0.0.1",
         data_dir: Path | None = None,
         heap: str = "512m",
-        cache: Path = CACHE,
+        cache: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.cache = cache
+        self.cache = cache = (cache or default_cache()).resolve()
         self.state_dir = cache / str(port)
         self.data_dir = data_dir or self.state_dir / "data"
         self.heap = heap
@@ -225,8 +232,12 @@ class LocalKafka:
         ]
         return cmd
 
-    def start(self, timeout: float = 90.0) -> str:
-        """Start the broker unless it runs; wait until it answers; return the bootstrap address."""
+    def start(self, timeout: float = 90.0, *, preexec_fn: Callable[[], None] | None = None) -> str:
+        """Start the broker unless it runs; wait until it answers; return the bootstrap address.
+
+        ``preexec_fn`` runs in the broker's process before Java starts: a supervisor
+        passes one that ties the broker's life to its own.
+        """
         if self.status().running:
             return self.bootstrap
         if _port_open(self.host, self.port):
@@ -262,6 +273,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the caller's terminal does not reach it
+                preexec_fn=preexec_fn,
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
@@ -324,3 +336,8 @@ def _kafka_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something listens on ``host:port`` (the broker's or its controller's)."""
+    return _port_open(host, port)

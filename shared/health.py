@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
@@ -118,6 +119,34 @@ class HealthServer:
         if self._task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._task
+
+
+async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully; 0, or 1 when it failed to start.
+
+    uvicorn then stops accepting connections, lets in-flight requests finish and
+    runs the app's lifespan shutdown (which drains its Kafka clients).
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await server.serve()
+    except (Exception, SystemExit) as exc:  # uvicorn exits when its lifespan fails
+        logging.getLogger(f"hookline.{name}").error("server failed", extra={"error": repr(exc)})
+        return 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if not server.started:
+        logging.getLogger(f"hookline.{name}").error("server did not start")
+        return 1
+    logging.getLogger(f"hookline.{name}").info("stopped")
+    return 0
 
 
 def stop_signals() -> asyncio.Event:

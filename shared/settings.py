@@ -6,6 +6,7 @@ reads the environment behind the caller's back.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -82,6 +83,10 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(default=30.0, gt=0)
     disable_after_failing_for: float = Field(default=5 * 24 * 3600, gt=0)
     shutdown_grace: float = Field(default=20.0, gt=0)
+
+    # Local tooling (``hookline kafka``, ``hookline dev``): the broker's jars and data,
+    # the development credentials. Relative to the working directory.
+    cache_dir: Path = Path(".cache")
 
     # Logging
     log_level: str = "INFO"

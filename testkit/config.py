@@ -16,7 +16,7 @@ from shared.cloudevents import encode
 from shared.crypto import SecretBox, mask
 from shared.entities import Entity, StoredSecret, Subscription, Webhook, Workflow
 from shared.kafka import create_producer
-from tests.conftest import TEST_SECRET_KEY
+from testkit import TEST_SECRET_KEY
 
 BOX = SecretBox(TEST_SECRET_KEY)
 

@@ -2,7 +2,7 @@
 
 The broker, in order of preference: the cluster in
 ``HOOKLINE_KAFKA_BOOTSTRAP_SERVERS``; testcontainers' Kafka when a Docker
-engine answers; the project's own launcher (``shared.localkafka``), started on
+engine answers; the project's own launcher (``localkafka``), started on
 free ports with a fresh data folder and stopped when the session ends.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -22,10 +21,7 @@ import pytest
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
-
-TEST_SECRET_KEY = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG0="  # base64 of 32 test bytes
-TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from testkit import FIXTURES, TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port_pair
 
 
 @dataclass
@@ -38,20 +34,6 @@ class BrokerHandle:
 
 
 _BROKER: BrokerHandle | None = None
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def _docker_answers() -> bool:
@@ -76,10 +58,10 @@ def _start_broker() -> BrokerHandle:
         handle = BrokerHandle(container.get_bootstrap_server(), "testcontainers", "4.1.1")
         handle._stop.append(container.stop)
         return handle
-    from shared.localkafka import LocalKafka
+    from localkafka import LocalKafka
 
     data = Path(tempfile.mkdtemp(prefix="hookline-kafka-"))
-    broker = LocalKafka(port=_free_port_pair(), data_dir=data)
+    broker = LocalKafka(port=free_port_pair(), data_dir=data)
     bootstrap = broker.start()
     status = broker.status()
     handle = BrokerHandle(bootstrap, "local launcher", status.version or "?", local=broker)
@@ -157,6 +139,9 @@ async def topics(settings: Settings) -> Topics:
 
 @pytest.fixture
 def fixtures_dir() -> Path:
-    if not FIXTURES.exists():
-        pytest.skip(f"fixtures not found at {FIXTURES}")
+    """The project's copy of the provider payloads and signature vectors (``tests/fixtures``).
+
+    Missing fixtures fail the test: a suite that skips them proves nothing."""
+    if not (FIXTURES / "signature-vectors.json").exists():
+        pytest.fail(f"the test fixtures are missing from {FIXTURES}; restore them from git")
     return FIXTURES

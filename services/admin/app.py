@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.crypto import constant_time_equals
 from shared.health import health_routes
-from shared.logging import configure_logging
 from shared.settings import Settings
 
 from .context import AdminContext
@@ -157,10 +156,3 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
     app.add_middleware(AccessLog)
     app.state.admin = ctx
     return app
-
-
-def app_from_env() -> Starlette:
-    """For ``uvicorn --factory services.ingress.admin:app_from_env``: settings from the environment."""
-    settings = Settings()
-    configure_logging("admin", settings.log_level, fmt=settings.log_format)
-    return create_admin_app(settings)

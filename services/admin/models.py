@@ -2,7 +2,7 @@
 
 These pydantic models validate what clients send and shape what the API
 answers; the OpenAPI document at ``/openapi.json`` is generated from them
-(see :mod:`services.ingress.admin.openapi`). The stored entities themselves are
+(see :mod:`services.admin.openapi`). The stored entities themselves are
 :mod:`shared.entities`; the ``*In`` models here are their writable parts.
 
 Checks that depend on settings (the outbound URL rules) read them from the

@@ -3,7 +3,7 @@
 Each :class:`Operation` names its method, path, handler and the pydantic models
 of its body, query and answers; :func:`starlette_routes` groups them by path
 (so a wrong method gets a 405 with the right ``Allow``) and
-:func:`services.ingress.admin.openapi.openapi_document` describes the same table.
+:func:`services.admin.openapi.openapi_document` describes the same table.
 """
 
 from __future__ import annotations

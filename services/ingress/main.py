@@ -1,34 +1,29 @@
-"""``hookline ingress``: the public app and the admin app, two uvicorn servers, one loop.
+"""``hookline ingress``: the public webhook app, one uvicorn server, until SIGTERM.
 
-Lifecycle: both servers start (each runs its app's lifespan); SIGTERM or SIGINT
-sets both to exit: they stop accepting connections, let in-flight requests
-finish, run the lifespans' shutdown (the producer drains), and ``run`` returns
-0. If either server fails to start, the other is stopped too and ``run``
-returns 1.
+Lifecycle: the server starts and runs the app's lifespan (topics, producer,
+config view); SIGTERM or SIGINT: it stops accepting connections, lets in-flight
+requests finish, runs the lifespan's shutdown (the producer drains), and ``run``
+returns 0. A server that fails to start returns 1. The admin API is a service of
+its own (``hookline admin``); this process holds no admin token.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import logging
 import math
-import signal
 
-from starlette.types import ASGIApp
-
-from shared.health import QuietServer, quiet_server, run_service
+from shared.health import quiet_server, run_service, serve_until_signalled
 from shared.logging import configure_logging
 from shared.settings import Settings
 
-log = logging.getLogger("hookline.ingress")
+from ._app import create_ingress_app
 
 
-def _server(app: ASGIApp, settings: Settings, port: int) -> QuietServer:
-    return quiet_server(
-        app,
+async def serve(settings: Settings) -> int:
+    server = quiet_server(
+        create_ingress_app(settings),
         settings.host,
-        port,
+        settings.ingress_port,
         http="httptools",
         loop="none",
         lifespan="on",
@@ -37,55 +32,7 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> QuietServer:
         # uvicorn's own rewrite would trust loopback peers behind our back.
         proxy_headers=False,
     )
-
-
-def _apps(settings: Settings) -> list[tuple[str, ASGIApp, int]]:
-    from services.ingress import create_ingress_app
-
-    apps: list[tuple[str, ASGIApp, int]] = [
-        ("public", create_ingress_app(settings), settings.ingress_port)
-    ]
-    try:
-        # Imported lazily: the admin app is built in its own package.
-        admin = importlib.import_module("services.ingress.admin")
-        create_admin_app = admin.create_admin_app
-    except (ImportError, AttributeError) as exc:
-        log.error("admin API unavailable; serving the public app only", extra={"error": repr(exc)})
-    else:
-        apps.append(("admin", create_admin_app(settings), settings.admin_port))
-    return apps
-
-
-async def serve(settings: Settings) -> int:
-    servers = [(name, _server(app, settings, port)) for name, app, port in _apps(settings)]
-
-    def stop() -> None:
-        for _, server in servers:
-            server.should_exit = True
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    tasks = [
-        asyncio.create_task(server.serve(), name=f"uvicorn-{name}") for name, server in servers
-    ]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        stop()  # one server ended (signal or failed start): the other follows
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    failed = [
-        name
-        for (name, server), task in zip(servers, tasks, strict=True)
-        if not server.started or (task.done() and task.exception() is not None)
-    ]
-    if failed:
-        log.error("ingress stopped after a failure", extra={"servers": failed})
-        return 1
-    log.info("ingress stopped")
-    return 0
+    return await serve_until_signalled(server, name="ingress")
 
 
 def tune_process() -> None:

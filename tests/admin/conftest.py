@@ -16,11 +16,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from services.ingress.admin import create_admin_app
-from services.ingress.admin.context import AdminContext
+from services.admin import create_admin_app
+from services.admin.context import AdminContext
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.conftest import TEST_ADMIN_TOKEN
+from testkit import TEST_ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
@@ -88,7 +88,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class AdminProcess:
-    """``uvicorn --factory services.ingress.admin:app_from_env`` on a free loopback port."""
+    """``hookline admin`` on a free loopback port."""
 
     settings: Settings
     log_path: Path
@@ -102,21 +102,13 @@ class AdminProcess:
     def start(self) -> AdminProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "services.ingress.admin:app_from_env",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
+            [sys.executable, "-m", "cli", "admin"],
             cwd=ROOT,
-            env=settings_env(self.settings),
+            env={
+                **settings_env(self.settings),
+                "HOOKLINE_HOST": "127.0.0.1",
+                "HOOKLINE_ADMIN_PORT": str(self.port),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )

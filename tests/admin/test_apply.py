@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import DEMO_FILE
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.kafkatools import read_topic
+from testkit.kafka import read_topic
 
 from .conftest import AdminProcess, running_admin, settings_env, spawn
 
 pytestmark = pytest.mark.kafka
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "hookline.yaml"
-DEV_EXAMPLE = EXAMPLE.with_name("dev.yaml")
+DEV_EXAMPLE = DEMO_FILE
 GITHUB_SECRET = "example-github-secret-5e6f7a8b"
 
 
@@ -31,7 +32,7 @@ def apply(
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "apply", "--url", server.url, *args],
+        [sys.executable, "-m", "cli", "apply", "--url", server.url, *args],
         env=environment,
         capture_output=True,
         text=True,
@@ -160,7 +161,7 @@ def test_failures_are_clear(
 
     env = settings_env(settings)
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "apply", "--url", server.url, "-f", str(EXAMPLE)],
+        [sys.executable, "-m", "cli", "apply", "--url", server.url, "-f", str(EXAMPLE)],
         env=env,
         capture_output=True,
         text=True,
@@ -180,7 +181,7 @@ def test_failures_are_clear(
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "cli",
             "apply",
             "--url",
             "http://127.0.0.1:1",

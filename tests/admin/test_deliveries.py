@@ -14,8 +14,8 @@ import pytest
 from shared.cloudevents import decode, encode
 from shared.kafka import create_producer
 from shared.messages import DeliveryAttempted, DeliveryDue, SourceRecord, WorkflowCompleted
-from tests.configtools import put_entities, subscription
-from tests.kafkatools import read_topic, wait_until
+from testkit.config import put_entities, subscription
+from testkit.kafka import read_topic, wait_until
 
 from .conftest import Admin
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.ingress.admin.delivery_log import DeliveryLog
+from services.admin.delivery_log import DeliveryLog
 from shared.messages import DeliveryAttempted
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)

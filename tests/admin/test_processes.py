@@ -14,8 +14,8 @@ import pytest
 
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.conftest import TEST_ADMIN_TOKEN
-from tests.kafkatools import read_topic
+from testkit import TEST_ADMIN_TOKEN
+from testkit.kafka import read_topic
 
 from .conftest import AdminProcess, running_admin, spawn
 

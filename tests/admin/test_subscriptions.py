@@ -114,7 +114,7 @@ async def test_a_given_secret_and_put_creates(admin: Admin):
 
 
 async def test_a_disabled_reason_stays_only_while_disabled(admin: Admin):
-    from tests.configtools import put_entities, subscription
+    from testkit.config import put_entities, subscription
 
     meta = await put_entities(
         admin.settings.kafka_bootstrap_servers,

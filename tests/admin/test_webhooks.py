@@ -6,7 +6,7 @@ import pytest
 
 from shared.cloudevents import decode
 from shared.entities import Webhook
-from tests.kafkatools import read_topic
+from testkit.kafka import read_topic
 
 from .conftest import Admin
 

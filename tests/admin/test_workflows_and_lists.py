@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingress.admin import create_admin_app
+from services.admin import create_admin_app
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 from shared.topics import Topics

@@ -15,9 +15,9 @@ from shared.kafka import create_producer
 from shared.messages import DeliveryAttempted, DeliveryDue, StatusChanged
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, subscription
-from tests.delivery.receivers import Receiver, completed, publish
-from tests.kafkatools import read_topic, wait_committed, wait_until
+from testkit.config import put_entities, subscription
+from testkit.kafka import read_topic, wait_committed, wait_until
+from testkit.receivers import Receiver, completed, publish
 
 
 async def attempts(bootstrap: str, topics: Topics, min_count: int = 0) -> list[DeliveryAttempted]:

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from services.delivery import DestinationGuard, DestinationRefused, Sender
-from tests.delivery.receivers import Receiver
+from testkit.receivers import Receiver
 
 
 class MapResolver:

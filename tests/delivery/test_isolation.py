@@ -8,7 +8,7 @@ from aiokafka import TopicPartition
 
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
 from services.delivery._offsets import OffsetBook, PartitionLedger
-from tests.kafkatools import wait_until
+from testkit.kafka import wait_until
 
 
 class Clock:

@@ -16,10 +16,10 @@ import pytest
 
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, subscription
-from tests.conftest import TEST_SECRET_KEY
-from tests.delivery.receivers import Receiver, completed, publish
-from tests.kafkatools import wait_until
+from testkit import TEST_SECRET_KEY
+from testkit.config import put_entities, subscription
+from testkit.kafka import wait_until
+from testkit.receivers import Receiver, completed, publish
 
 HOOKLINE = Path(sys.executable).with_name("hookline")
 

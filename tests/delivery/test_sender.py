@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from services.delivery import DestinationGuard, Sender
-from tests.delivery.receivers import Receiver
+from testkit.receivers import Receiver
 
 REQUESTS = 50
 

@@ -8,7 +8,7 @@ from services.delivery._writer import RecordWriter
 from shared.cloudevents import KafkaRecord
 from shared.kafka import create_producer
 from shared.topics import Topics
-from tests.kafkatools import Record, read_topic
+from testkit.kafka import Record, read_topic
 
 HEADERS = [("ce_type", b"test.record")]
 

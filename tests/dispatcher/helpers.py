@@ -17,7 +17,7 @@ from shared.config_view import ConfigView
 from shared.kafka import create_producer
 from shared.messages import LIFECYCLE_EVENTS, RunRequested, StatusChanged, WebhookReceived
 from shared.topics import Topics
-from tests.kafkatools import Record, read_topic
+from testkit.kafka import Record, read_topic
 
 
 def push_event(

@@ -13,7 +13,8 @@ from shared.entities import Binding
 from shared.messages import WebhookReceived
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic, wait_until
 from tests.dispatcher.helpers import (
     outputs,
     push_event,
@@ -22,7 +23,6 @@ from tests.dispatcher.helpers import (
     write_inbound,
     write_raw,
 )
-from tests.kafkatools import read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,8 @@ from shared.entities import Binding, Node
 from shared.kafka import create_producer
 from shared.messages import ErrorOccurred, RunRequested, StatusChanged, WorkflowFailed
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook, workflow
+from testkit.config import put_entities, webhook, workflow
+from testkit.kafka import read_topic, wait_until
 from tests.dispatcher.helpers import (
     lifecycle,
     push_event,
@@ -28,7 +29,6 @@ from tests.dispatcher.helpers import (
     write_inbound,
     write_raw,
 )
-from tests.kafkatools import read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 

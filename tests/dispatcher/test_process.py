@@ -19,9 +19,9 @@ from services.dispatcher import run_id_for
 from shared.entities import Binding, Node
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook, workflow
+from testkit.config import put_entities, webhook, workflow
+from testkit.kafka import read_topic, wait_until
 from tests.dispatcher.helpers import commands, lifecycle, push_event, queued_events, write_inbound
-from tests.kafkatools import read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -10,15 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+import services.ingress as ingress
 from services.dispatcher import run_id_for
 from shared.entities import Binding
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic, wait_until
 from tests.dispatcher.helpers import outputs, running_dispatcher
-from tests.kafkatools import read_topic, wait_until
-
-ingress = pytest.importorskip("services.ingress")
 
 pytestmark = pytest.mark.kafka
 

@@ -1,7 +1,7 @@
 """A whole hookline on loopback for end-to-end and fault tests.
 
 :class:`Stack` runs replicas of the three services as real child processes
-(``python -m shared.cli <service>``), each with its own ports and a log file;
+(``python -m cli <service>``), each with its own ports and a log file;
 :class:`Receiver` is a subscriber's HTTP server that verifies every delivery
 with the independent ``standardwebhooks`` package and records what it saw.
 """
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.processes import HOOKLINE, ServiceProcess
+from devstack.supervisor import HOOKLINE, ServiceProcess
 from shared.settings import Settings
 
 
@@ -115,7 +115,7 @@ class Replica:
 
 
 class Stack:
-    """Replicas of ingress, dispatcher and delivery for one test's settings."""
+    """Replicas of ingress, admin, dispatcher and delivery for one test's settings."""
 
     def __init__(self, settings: Settings, log_dir: Path, **extra_env: str) -> None:
         self.settings = settings
@@ -158,11 +158,7 @@ class Stack:
             "HOOKLINE_DISPATCHER_PORT": str(ports["dispatcher"]),
             "HOOKLINE_DELIVERY_PORT": str(ports["delivery"]),
         }
-        ready_port = {
-            "ingress": ports["ingress"],
-            "dispatcher": ports["dispatcher"],
-            "delivery": ports["delivery"],
-        }[service]
+        ready_port = ports[service]
         process = ServiceProcess(
             name,
             [*HOOKLINE, service],
@@ -177,7 +173,7 @@ class Stack:
     def url(self, name: str = "ingress-0") -> str:
         return f"http://127.0.0.1:{self.replicas[name].ports['ingress']}"
 
-    def admin_url(self, name: str = "ingress-0") -> str:
+    def admin_url(self, name: str = "admin-0") -> str:
         return f"http://127.0.0.1:{self.replicas[name].ports['admin']}"
 
     async def start(self, timeout: float = 90.0) -> None:

@@ -27,10 +27,10 @@ from shared.kafka import create_producer
 from shared.messages import DeliveryDue, RunRequested, WorkflowStarted, utcnow
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, subscription, webhook, workflow
+from testkit.config import put_entities, subscription, webhook, workflow
+from testkit.kafka import read_topic, wait_until
 from tests.e2e.stack import Receiver, Stack, running
 from tests.ingress.helpers import github_headers, ingress_client, slack_headers, standard_headers
-from tests.kafkatools import read_topic, wait_until
 from tests.shared.test_messages_roundtrip import INBOUND, SAMPLES
 
 SECRET = "bad-input-secret-0123456789"

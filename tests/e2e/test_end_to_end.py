@@ -19,9 +19,9 @@ import pytest
 from shared.cloudevents import decode_any
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, subscription, webhook, workflow
+from testkit.config import put_entities, subscription, webhook, workflow
+from testkit.kafka import read_topic, wait_until
 from tests.e2e.stack import Receiver, Stack, running
-from tests.kafkatools import read_topic, wait_until
 
 GITHUB_SECRET = "e2e-github-secret"
 RECEIVER_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes

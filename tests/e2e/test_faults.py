@@ -30,16 +30,17 @@ import httpx
 import orjson
 import pytest
 
+from localkafka import LocalKafka
 from shared.cloudevents import decode_any
 from shared.kafka import ensure_topics
-from shared.localkafka import LocalKafka
 from shared.messages import RunRequested, WebhookReceived
 from shared.settings import Settings
 from shared.topics import topic_registry
-from tests.configtools import put_entities, subscription, webhook, workflow
-from tests.conftest import BrokerHandle, _free_port_pair
+from testkit import free_port_pair
+from testkit.config import put_entities, subscription, webhook, workflow
+from testkit.kafka import read_topic, wait_until
+from tests.conftest import BrokerHandle
 from tests.e2e.stack import Receiver, Stack
-from tests.kafkatools import read_topic, wait_until
 
 GITHUB_SECRET = "fault-github-secret"
 RECEIVER_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -120,7 +121,7 @@ async def test_nothing_is_lost_when_every_process_and_the_broker_restart(
         pytest.skip("the fault suite restarts a broker of its own, from the local launcher")
     rounds = int(os.environ.get("HOOKLINE_FAULT_ROUNDS", "1"))
     data = Path(tempfile.mkdtemp(prefix="hookline-faults-"))
-    own = LocalKafka(port=_free_port_pair(), data_dir=data)
+    own = LocalKafka(port=free_port_pair(), data_dir=data)
     bootstrap = await asyncio.to_thread(own.start)
     settings = settings.model_copy(
         update={"kafka_bootstrap_servers": bootstrap, "retry_schedule": (0.5, 1.0, 2.0, 4.0, 8.0)}

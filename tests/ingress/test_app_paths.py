@@ -16,9 +16,9 @@ import pytest
 from services.ingress import _handler, create_ingress_app
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic
 from tests.ingress.helpers import github_headers, ingress_client
-from tests.kafkatools import read_topic
 
 pytestmark = pytest.mark.kafka
 

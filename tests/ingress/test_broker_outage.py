@@ -16,15 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from localkafka import LocalKafka
 from shared.cloudevents import decode
-from shared.localkafka import LocalKafka
 from shared.messages import WebhookReceived
 from shared.settings import Settings
 from shared.topics import topic_registry
-from tests.configtools import put_entities, webhook
-from tests.conftest import TEST_SECRET_KEY, _free_port_pair
+from testkit import TEST_SECRET_KEY, free_port_pair
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic, wait_until
 from tests.ingress.helpers import github_headers, ingress_client
-from tests.kafkatools import read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ async def post(http: httpx.AsyncClient) -> tuple[str, httpx.Response, float]:
 
 async def test_broker_outage_gives_503_in_time_and_loses_no_accepted_event():
     data = Path(tempfile.mkdtemp(prefix="hookline-ingress-outage-"))
-    kafka = LocalKafka(port=_free_port_pair(), data_dir=data)
+    kafka = LocalKafka(port=free_port_pair(), data_dir=data)
     try:
         bootstrap = await asyncio.to_thread(kafka.start)
         settings = Settings(

@@ -11,9 +11,9 @@ from shared.cloudevents import decode
 from shared.messages import WebhookReceived
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic
 from tests.ingress.helpers import ingress_client
-from tests.kafkatools import read_topic
 
 pytestmark = pytest.mark.kafka
 

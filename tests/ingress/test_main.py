@@ -1,4 +1,5 @@
-"""``hookline ingress`` as a process: serves on its port, logs JSON, exits 0 on SIGTERM."""
+"""``hookline ingress`` as a process: serves on its port without an admin token or the admin
+API, logs JSON, exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import pytest
 
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
-from tests.conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
+from testkit import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
+from testkit.config import put_entities, webhook
+from testkit.kafka import read_topic, wait_until
 from tests.ingress.helpers import github_headers
-from tests.kafkatools import read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -42,12 +43,11 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
     )
     port, admin_port = free_port(), free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "HOOKLINE_ADMIN_TOKEN"},
         "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
         "HOOKLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "HOOKLINE_SECRET_KEY": TEST_SECRET_KEY,
-        "HOOKLINE_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
         "HOOKLINE_HOST": "127.0.0.1",
         "HOOKLINE_INGRESS_PORT": str(port),
         "HOOKLINE_ADMIN_PORT": str(admin_port),
@@ -57,7 +57,7 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli",
+            "cli",
             "ingress",
             cwd=ROOT,
             env=env,
@@ -84,6 +84,11 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
                 }
                 response = await http.post("/webhooks/gh/github", content=body, headers=headers)
                 assert response.status_code == 202, response.text
+                # The admin API is another service: not here, on either port.
+                auth = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+                assert (await http.get("/v1/webhooks", headers=auth)).status_code == 404
+                with pytest.raises(httpx.TransportError):
+                    await http.get(f"http://127.0.0.1:{admin_port}/v1/webhooks", headers=auth)
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 20) == 0, log_path.read_text()
         finally:

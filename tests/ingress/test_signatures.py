@@ -18,11 +18,9 @@ from services.ingress._signatures import (
     verify_standard,
 )
 from shared.standard_webhooks import sign
-from tests.conftest import FIXTURES
+from testkit import FIXTURES
 
-if not FIXTURES.exists():
-    # Like the fixtures_dir fixture: a clone without the shared fixtures beside it skips.
-    pytest.skip(f"fixtures not found at {FIXTURES}", allow_module_level=True)
+# Read at import: a clone without its fixtures fails collection here, loudly.
 VECTORS: dict[str, Any] = json.loads((FIXTURES / "signature-vectors.json").read_text())
 SLACK: dict[str, Any] = json.loads((FIXTURES / "slack" / "signing-vector.json").read_text())
 TOLERANCE = 300.0

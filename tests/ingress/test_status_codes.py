@@ -15,7 +15,7 @@ import pytest
 from shared.entities import RateLimit
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.configtools import put_entities, webhook
+from testkit.config import put_entities, webhook
 from tests.ingress.helpers import (
     github_headers,
     ingress_client,

@@ -12,7 +12,7 @@ from shared.crypto import SecretBox
 from shared.entities import Binding, Entity, StoredSecret, Subscription, Webhook, Workflow
 from shared.kafka import create_producer
 from shared.topics import Topics
-from tests.conftest import TEST_SECRET_KEY
+from testkit import TEST_SECRET_KEY
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 BOX = SecretBox(TEST_SECRET_KEY)

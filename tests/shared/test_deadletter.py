@@ -11,7 +11,7 @@ from shared.deadletter import DeadLetters, decode_or_divert
 from shared.kafka import create_consumer, create_producer
 from shared.messages import LIFECYCLE_EVENTS, StatusChanged, WorkflowStarted
 from shared.topics import Topics
-from tests.kafkatools import read_topic
+from testkit.kafka import read_topic
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 

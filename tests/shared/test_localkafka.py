@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from localkafka import LocalKafka
 from shared.kafka import create_producer
-from shared.localkafka import LocalKafka
-from tests.conftest import BrokerHandle, _free_port_pair
-from tests.kafkatools import read_topic
+from testkit import free_port_pair
+from testkit.kafka import read_topic
+from tests.conftest import BrokerHandle
 
 
 @pytest.mark.kafka
@@ -21,7 +22,7 @@ def test_start_twice_status_stop_start_keeps_data(broker: BrokerHandle) -> None:
     if broker.local is None:
         pytest.skip("the session broker is not the local launcher")
     data = Path(tempfile.mkdtemp(prefix="hookline-launcher-"))
-    kafka = LocalKafka(port=_free_port_pair(), data_dir=data)
+    kafka = LocalKafka(port=free_port_pair(), data_dir=data)
     try:
         first = kafka.start()
         pid = kafka.status().pid
@@ -53,7 +54,7 @@ async def _write(bootstrap: str, topic: str, value: bytes) -> None:
 
 
 def test_cluster_ids_never_look_like_an_option() -> None:
-    from shared.localkafka import _kafka_cluster_id
+    from localkafka.launcher import _kafka_cluster_id
 
     ids = [_kafka_cluster_id() for _ in range(2000)]
     assert not any(i.startswith("-") for i in ids)

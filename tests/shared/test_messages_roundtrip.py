@@ -26,7 +26,7 @@ from shared.messages import (
     WorkflowStarted,
 )
 from shared.topics import Topics
-from tests.kafkatools import read_topic
+from testkit.kafka import read_topic
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
 INBOUND = WebhookReceived(
