@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from localkafka.security import SecureFiles
 from shared.errors import BrokerUnavailable, ConfigurationError
 
 POM = Path(__file__).with_name("pom.xml")
@@ -66,6 +67,8 @@ class BrokerStatus:
     version: str | None
     bootstrap: str
     data_dir: Path
+    secure: bool = False
+    ca_file: Path | None = None
 
 
 def kafka_version(libs: Path | None = None) -> str | None:
@@ -146,6 +149,8 @@ class LocalKafka:
         data_dir: Path | None = None,
         heap: str = "512m",
         cache: Path | None = None,
+        secure: bool = False,
+        acl_prefix: str = "hookline.",
     ) -> None:
         self.host = host
         self.port = port
@@ -155,6 +160,19 @@ class LocalKafka:
         self.heap = heap
         self.pid_file = self.state_dir / "broker.pid"
         self.log_file = self.state_dir / "broker.log"
+        self.secure = secure
+        self.acl_prefix = acl_prefix
+        self.secure_files = SecureFiles(self.state_dir / "secure")
+
+    @property
+    def _secure_marker(self) -> Path:
+        return self.data_dir / "hookline-secure"
+
+    def _runs_secure(self) -> bool:
+        props = self.state_dir / "server.properties"
+        with contextlib.suppress(OSError):
+            return "SASL_SSL://" in props.read_text()
+        return False
 
     @property
     def bootstrap(self) -> str:
@@ -175,23 +193,32 @@ class LocalKafka:
             version=kafka_version(self.cache / "libs"),
             bootstrap=self.bootstrap,
             data_dir=self.data_dir,
+            secure=self._runs_secure(),
+            ca_file=self.secure_files.ca if self._runs_secure() else None,
         )
 
     def _write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         props = self.state_dir / "server.properties"
         controller = f"{self.host}:{self.port + 1}"
+        listeners = [
+            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+        ]
+        if self.secure:
+            self.secure_files.ensure()
+            self.secure_files.keystore()
+            listeners = self.secure_files.properties(self.host, self.port, self.port + 1)
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
-                    f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
-                    f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+                    *listeners,
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"controller.quorum.bootstrap.servers={controller}",
-                    "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.data_dir}",
                     "num.partitions=1",
                     # One node: internal topics cannot ask for three replicas.
@@ -239,6 +266,11 @@ class LocalKafka:
         passes one that ties the broker's life to its own.
         """
         if self.status().running:
+            if self.secure != self._runs_secure():
+                mode = "secured" if self._runs_secure() else "plaintext"
+                raise ConfigurationError(
+                    f"a {mode} broker already runs on port {self.port}; stop it first"
+                )
             return self.bootstrap
         if _port_open(self.host, self.port):
             raise ConfigurationError(
@@ -246,7 +278,14 @@ class LocalKafka:
             )
         libs = ensure_jars(self.cache)
         props = self._write_config()
-        if not (self.data_dir / "meta.properties").exists():
+        formatted = (self.data_dir / "meta.properties").exists()
+        if formatted and self.secure and not self._secure_marker.exists():
+            # Its metadata has no SCRAM users: the broker could not even log in to itself.
+            raise ConfigurationError(
+                f"{self.data_dir} holds a plaintext broker's data; give --secure its own "
+                "--data-dir (or remove that folder)"
+            )
+        if not formatted:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             cluster_id = _kafka_cluster_id()
             fmt = subprocess.run(
@@ -259,6 +298,7 @@ class LocalKafka:
                     "-c",
                     str(props),
                     "--standalone",
+                    *(self.secure_files.scram_arguments() if self.secure else []),
                 ),
                 capture_output=True,
                 text=True,
@@ -266,6 +306,8 @@ class LocalKafka:
             )
             if fmt.returncode != 0:
                 raise ConfigurationError(f"formatting Kafka storage failed:\n{fmt.stderr[-2000:]}")
+            if self.secure:
+                self._secure_marker.touch()
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(props), heap=True),
@@ -289,10 +331,21 @@ class LocalKafka:
         else:
             self.stop()
             raise BrokerUnavailable(f"Kafka did not open {self.bootstrap} within {timeout}s")
+        asyncio.run(self._ready(max(5.0, deadline - time.monotonic())))
+        return self.bootstrap
+
+    async def _ready(self, timeout: float) -> None:
         from shared.kafka import wait_for_broker
 
-        asyncio.run(wait_for_broker(self.bootstrap, timeout=max(5.0, deadline - time.monotonic())))
-        return self.bootstrap
+        if not self.secure:
+            await wait_for_broker(self.bootstrap, timeout=timeout)
+            return
+        from localkafka.security import SUPER_USER, grant_services
+
+        files = self.secure_files
+        await wait_for_broker(self.bootstrap, timeout=timeout, security=files.security(SUPER_USER))
+        await grant_services(self.bootstrap, files, self.acl_prefix)
+        files.write_env_files(self.bootstrap)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker by its pid (TERM, then KILL after ``timeout``); True if it ran."""
