@@ -263,6 +263,28 @@ async def check_access(
         conn.close()
 
 
+async def preflight(settings: Settings, service: str, *, timeout: float = 15.0) -> None:
+    """Everything a service needs from Kafka, checked before it starts, in the order that
+    gives the clearest message: credentials and TLS trust, then the topics (created where
+    this user may create them, as the services do), then the service's ACLs."""
+    from shared.kafka import ensure_topics
+
+    security = KafkaSecurity.from_settings(settings)
+    (await connect(settings.kafka_bootstrap_servers, security, timeout)).close()
+    registry = topic_registry(
+        settings.topic_prefix,
+        partitions=settings.topic_partitions,
+        retry_tiers=len(settings.retry_schedule),
+    )
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        registry,
+        replication_factor=settings.replication_factor,
+        security=security,
+    )
+    await check_access(settings, service, security=security, timeout=timeout)
+
+
 class AccessWatch:
     """Re-checks the service's ACLs every ``HOOKLINE_KAFKA_ACCESS_CHECK_INTERVAL`` seconds.
 
