@@ -22,13 +22,16 @@ The authorizer is KRaft's ``StandardAuthorizer`` with
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1
+from aiokafka.conn import AIOKafkaConnection
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -305,32 +308,63 @@ class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
         return request_struct_class(self._filters)
 
 
-async def _send_acls(bootstrap: str, security: KafkaSecurity, request: Request) -> None:  # type: ignore[type-arg]
+async def _change_acls(
+    bootstrap: str,
+    security: KafkaSecurity,
+    request: Request,
+    bindings: list[Binding],
+    *,
+    present: bool,
+) -> None:
     from shared.kafka_access import connect
 
     conn = await connect(bootstrap, security, timeout=15.0)
     try:
         response = await conn.send(request)
+        results = getattr(response, "creation_responses", None) or getattr(
+            response, "filter_responses", []
+        )
+        for code, message, *_ in results:
+            if code:
+                raise ConfigurationError(f"Kafka refused an ACL change ({code}): {message}")
+        # The controller has committed the change; the broker's authorizer applies it a
+        # moment later. Callers go on to use the ACLs at once, so wait for the broker.
+        await _until_applied(conn, bindings, present=present)
     finally:
         conn.close()
-    results = getattr(response, "creation_responses", None) or getattr(
-        response, "filter_responses", []
-    )
-    for code, message, *_ in results:
-        if code:
-            raise ConfigurationError(f"Kafka refused an ACL change ({code}): {message}")
+
+
+async def _until_applied(
+    conn: AIOKafkaConnection, bindings: list[Binding], *, present: bool, timeout: float = 15.0
+) -> None:
+    wanted = {(b[0], b[1], b[2], b[3], b[5]) for b in bindings}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen: set[tuple[int, str, int, str, int]] = set()
+        for principal in {b[3] for b in bindings}:
+            # Every ALLOW of ``principal``: resource ANY, pattern ANY, operation ANY.
+            answer: Any = await conn.send(DescribeAclsRequest(1, None, 1, principal, None, 1, 1))
+            for rtype, name, pattern, acls in answer.resources:
+                seen.update((rtype, name, pattern, p, op) for p, _host, op, _perm in acls)
+        if (wanted <= seen) if present else not (wanted & seen):
+            return
+        if loop.time() > deadline:
+            raise ConfigurationError(f"the broker did not apply an ACL change in {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 async def create_acls(bootstrap: str, security: KafkaSecurity, bindings: list[Binding]) -> None:
-    """Add ``bindings`` (idempotent: an ACL that exists is not added twice)."""
+    """Add ``bindings`` (idempotent: an ACL that exists is not added twice); return once the
+    broker enforces them."""
     if bindings:
-        await _send_acls(bootstrap, security, _CreateAcls(bindings))
+        await _change_acls(bootstrap, security, _CreateAcls(bindings), bindings, present=True)
 
 
 async def delete_acls(bootstrap: str, security: KafkaSecurity, bindings: list[Binding]) -> None:
-    """Remove exactly ``bindings`` (each is an exact-match filter)."""
+    """Remove exactly ``bindings`` (each an exact-match filter); return once they are gone."""
     if bindings:
-        await _send_acls(bootstrap, security, _DeleteAcls(bindings))
+        await _change_acls(bootstrap, security, _DeleteAcls(bindings), bindings, present=False)
 
 
 async def grant_services(

@@ -201,10 +201,11 @@ async def _not_created(
         from shared.kafka_security import KafkaAccessError
 
         user = (security or current_security()).principal
+        names = ", ".join(sorted(absent))
+        what = f"topics {names} do not exist" if len(absent) > 1 else f"topic {names} does not exist"
         raise KafkaAccessError(
-            f"topic {', '.join(sorted(absent))} does not exist and Kafka user {user} may not "
-            "create topics: create them with `hookline topics` as a user that may "
-            "(see docs/kafka.md)",
+            f"{what} and Kafka user {user} may not create topics: create them with "
+            "`hookline topics` as a user that may (see docs/kafka.md)",
             cause="missing-topic",
         )
     return skipped, raced
