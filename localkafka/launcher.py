@@ -4,8 +4,10 @@
 broker and its dependencies into ``<cache>/libs`` once (the cache folder is
 ``.cache/kafka`` under the working directory unless the caller names another). :class:`LocalKafka` formats the
 storage once, starts the JVM in the background with its log in a file, and
-stops it by its pid. Data lives in ``.cache/kafka/<port>/data`` unless another
-folder is given, and survives stop and start.
+stops it by its pid. A broker's folder is ``.cache/kafka/<port>`` unless another
+is given (``--data-dir``): its state (pid, log, properties) at the top, Kafka's
+data in ``data/``, kept across stop and start. A start with a folder of its own
+records it for the port, so ``status`` and ``stop`` by port find it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from localkafka.security import SecureFiles
 from shared.errors import BrokerUnavailable, ConfigurationError
 
 POM = Path(__file__).with_name("pom.xml")
+T = TypeVar("T")
 
 
 def default_cache() -> Path:
@@ -155,14 +160,31 @@ class LocalKafka:
         self.host = host
         self.port = port
         self.cache = cache = (cache or default_cache()).resolve()
-        self.state_dir = cache / str(port)
-        self.data_dir = data_dir or self.state_dir / "data"
+        # Where this port's broker keeps its state (pid, log, properties, secure/) and, in
+        # ``data/``, Kafka's data: the folder given, else the one a start with a folder
+        # recorded for the port, else ``<cache>/<port>``.
+        self._pointer = cache / str(port) / "location"
+        self.state_dir = data_dir.resolve() if data_dir else self._recorded() or cache / str(port)
+        self.data_dir = self.state_dir / "data"
         self.heap = heap
         self.pid_file = self.state_dir / "broker.pid"
         self.log_file = self.state_dir / "broker.log"
         self.secure = secure
         self.acl_prefix = acl_prefix
         self.secure_files = SecureFiles(self.state_dir / "secure")
+
+    def _recorded(self) -> Path | None:
+        with contextlib.suppress(OSError):
+            return Path(self._pointer.read_text().strip())
+        return None
+
+    def _record(self) -> None:
+        default = self.cache / str(self.port)
+        if self.state_dir == default:
+            self._pointer.unlink(missing_ok=True)
+            return
+        self._pointer.parent.mkdir(parents=True, exist_ok=True)
+        self._pointer.write_text(str(self.state_dir))
 
     @property
     def _secure_marker(self) -> Path:
@@ -278,6 +300,7 @@ class LocalKafka:
             )
         libs = ensure_jars(self.cache)
         props = self._write_config()
+        self._record()
         formatted = (self.data_dir / "meta.properties").exists()
         if formatted and self.secure and not self._secure_marker.exists():
             # Its metadata has no SCRAM users: the broker could not even log in to itself.
@@ -331,7 +354,7 @@ class LocalKafka:
         else:
             self.stop()
             raise BrokerUnavailable(f"Kafka did not open {self.bootstrap} within {timeout}s")
-        asyncio.run(self._ready(max(5.0, deadline - time.monotonic())))
+        run_blocking(self._ready(max(5.0, deadline - time.monotonic())))
         return self.bootstrap
 
     async def _ready(self, timeout: float) -> None:
@@ -374,6 +397,17 @@ class LocalKafka:
             while _alive(pid):
                 time.sleep(0.05)
                 _reap(pid)
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end from synchronous code, also when an event loop is running
+    in this thread (``hookline dev`` starts the broker from its loop): then in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _reap(pid: int) -> None:

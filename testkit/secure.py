@@ -61,7 +61,7 @@ def session_secure_broker(add_finalizer: Callable[[Callable[[], None]], None]) -
     global _BROKER
     if _BROKER is None:
         folder = Path(tempfile.mkdtemp(prefix="hookline-secure-kafka-"))
-        kafka = LocalKafka(port=free_port_pair(), data_dir=folder / "data", secure=True)
+        kafka = LocalKafka(port=free_port_pair(), data_dir=folder, secure=True)
         bootstrap = kafka.start()
         _BROKER = SecureBroker(kafka, bootstrap, kafka.secure_files, folder)
         add_finalizer(_stop)
