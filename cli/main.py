@@ -81,6 +81,9 @@ SERVICES: dict[str, tuple[Command, str]] = {
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from localkafka import LocalKafka
 
+    if args.brokers != 1:
+        return _kafka_cluster(args, settings)
+
     broker = LocalKafka(
         port=args.port,
         data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
@@ -107,6 +110,32 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
             print(f"secured: SASL_SSL with SCRAM-SHA-512, ACLs enforced; CA {status.ca_file}")
         return 0 if status.running else 3
     return 0
+
+
+def _kafka_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from localkafka.cluster import LocalCluster
+
+    if args.brokers != 3:
+        raise ConfigurationError("--brokers takes 1 or 3")
+    if args.secure:
+        raise ConfigurationError("--secure runs one broker; leave out --brokers 3")
+    cluster = LocalCluster(
+        base_port=args.port,
+        folder=Path(args.data_dir).resolve() if args.data_dir else None,
+        cache=settings.cache_dir / "kafka",
+    )
+    if args.action == "start":
+        print(cluster.start())
+        return 0
+    if args.action == "stop":
+        print("stopped" if cluster.stop() else "not running")
+        return 0
+    nodes = cluster.status()
+    for node in nodes:
+        state = f"running (pid {node.pid})" if node.running else "stopped"
+        print(f"node {node.node}: {state} at {cluster.host}:{node.port}, folder {node.folder}")
+    print(f"bootstrap {cluster.bootstrap}")
+    return 0 if all(n.running for n in nodes) else 3
 
 
 def _print_secure_settings(broker: LocalKafka, address: str) -> None:
@@ -196,8 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
-    kafka.add_argument("--port", type=int, default=9092, help="broker port (controller: +1)")
-    kafka.add_argument("--data-dir", help="where the broker keeps its data")
+    kafka.add_argument(
+        "--port", type=int, default=9092, help="broker port (controller: +1); with 3, the first"
+    )
+    kafka.add_argument("--data-dir", help="the broker's folder: its state, and its data in data/")
+    kafka.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        choices=[1, 3],
+        help="3: a three-node KRaft cluster on port, port+2, port+4 (RF 3, min ISR 2)",
+    )
     kafka.add_argument(
         "--secure",
         action="store_true",
