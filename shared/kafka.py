@@ -202,7 +202,9 @@ async def _not_created(
 
         user = (security or current_security()).principal
         names = ", ".join(sorted(absent))
-        what = f"topics {names} do not exist" if len(absent) > 1 else f"topic {names} does not exist"
+        what = (
+            f"topics {names} do not exist" if len(absent) > 1 else f"topic {names} does not exist"
+        )
         raise KafkaAccessError(
             f"{what} and Kafka user {user} may not create topics: create them with "
             "`hookline topics` as a user that may (see docs/kafka.md)",
