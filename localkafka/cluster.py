@@ -30,6 +30,7 @@ from pathlib import Path
 from localkafka.jvm import alive, default_cache, kafka_cluster_id, reap, run_blocking
 from localkafka.launcher import LocalKafka
 from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.kafka_security import PLAINTEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,9 @@ class LocalCluster:
 
         last: object = None
         while time.monotonic() < deadline:
-            admin = create_admin(self.bootstrap, client_id="hookline-cluster-probe")
+            admin = create_admin(
+                self.bootstrap, client_id="hookline-cluster-probe", security=PLAINTEXT
+            )
             try:
                 await asyncio.wait_for(admin.start(), 5)
                 info = await asyncio.wait_for(admin.describe_cluster(), 5)

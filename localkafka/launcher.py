@@ -34,6 +34,7 @@ from localkafka.jvm import (
 )
 from localkafka.security import SecureFiles
 from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.kafka_security import PLAINTEXT
 
 # Kept importable from here, where they used to live.
 _kafka_cluster_id = kafka_cluster_id
@@ -288,7 +289,8 @@ class LocalKafka:
         from shared.kafka import wait_for_broker
 
         if not self.secure:
-            await wait_for_broker(self.bootstrap, timeout=timeout)
+            # Plaintext whatever security the caller's environment put in force.
+            await wait_for_broker(self.bootstrap, timeout=timeout, security=PLAINTEXT)
             return
         from localkafka.security import SUPER_USER, grant_services
 
