@@ -230,9 +230,6 @@ class LocalKafka:
             raise ConfigurationError(
                 f"port {self.port} is taken by another process; choose another with --port"
             )
-        libs = ensure_jars(self.cache)
-        props = self._write_config()
-        self._record()
         formatted = (self.data_dir / "meta.properties").exists()
         if formatted and self.secure and not self._secure_marker.exists():
             # Its metadata has no SCRAM users: the broker could not even log in to itself.
@@ -240,6 +237,9 @@ class LocalKafka:
                 f"{self.data_dir} holds a plaintext broker's data; give --secure its own "
                 "--data-dir (or remove that folder)"
             )
+        libs = ensure_jars(self.cache)
+        props = self._write_config()
+        self._record()
         if not formatted:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             fmt = subprocess.run(
