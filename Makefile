@@ -32,7 +32,7 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-faults: venv
-	HOOKLINE_FAULT_ROUNDS=$${HOOKLINE_FAULT_ROUNDS:-6} $(BIN)/python -m pytest -m faults tests/e2e $(PYTEST_ARGS)
+	HOOKLINE_FAULT_ROUNDS=$${HOOKLINE_FAULT_ROUNDS:-6} $(BIN)/python -m pytest -m faults tests/e2e tests/localkafka $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -14,9 +14,16 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared.errors import HooklineError
+from pydantic import ValidationError
+
+from shared.errors import ConfigurationError, HooklineError
+from shared.kafka_security import install_security
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from localkafka import LocalKafka
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -45,6 +52,24 @@ def _delivery(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings)
 
 
+def _checked(service: str, command: Command) -> Command:
+    """Run ``command`` after the Kafka preflight, on a secured cluster.
+
+    Wrong credentials, an untrusted broker certificate, a missing topic or ACL then stop
+    the service before it starts, with one line naming the cause (printed by
+    :func:`main`). A plaintext cluster is left to the service, as before.
+    """
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        if settings.kafka_security_protocol != "PLAINTEXT":
+            from shared.kafka_access import preflight
+
+            asyncio.run(preflight(settings, service))
+        return command(args, settings)
+
+    return run
+
+
 SERVICES: dict[str, tuple[Command, str]] = {
     "ingress": (_ingress, "the public webhook endpoints"),
     "admin": (_admin, "the admin API (cluster-internal)"),
@@ -56,14 +81,21 @@ SERVICES: dict[str, tuple[Command, str]] = {
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from localkafka import LocalKafka
 
+    if args.brokers != 1:
+        return _kafka_cluster(args, settings)
+
     broker = LocalKafka(
         port=args.port,
         data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
         cache=settings.cache_dir / "kafka",
+        secure=args.action == "start" and args.secure,
+        acl_prefix=settings.topic_prefix,
     )
     if args.action == "start":
         address = broker.start()
         print(address)
+        if args.secure:
+            _print_secure_settings(broker, address)
     elif args.action == "stop":
         print("stopped" if broker.stop() else "not running")
     else:
@@ -74,7 +106,64 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
             f"{state}{pid}: Apache Kafka {status.version or '(jars not fetched)'} "
             f"at {status.bootstrap}, data in {status.data_dir}"
         )
+        if status.secure:
+            print(f"secured: SASL_SSL with SCRAM-SHA-512, ACLs enforced; CA {status.ca_file}")
         return 0 if status.running else 3
+    return 0
+
+
+def _kafka_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from localkafka.cluster import LocalCluster
+
+    if args.brokers != 3:
+        raise ConfigurationError("--brokers takes 1 or 3")
+    if args.secure:
+        raise ConfigurationError("--secure runs one broker; leave out --brokers 3")
+    cluster = LocalCluster(
+        base_port=args.port,
+        folder=Path(args.data_dir).resolve() if args.data_dir else None,
+        cache=settings.cache_dir / "kafka",
+    )
+    if args.action == "start":
+        print(cluster.start())
+        return 0
+    if args.action == "stop":
+        print("stopped" if cluster.stop() else "not running")
+        return 0
+    nodes = cluster.status()
+    for node in nodes:
+        state = f"running (pid {node.pid})" if node.running else "stopped"
+        print(f"node {node.node}: {state} at {cluster.host}:{node.port}, folder {node.folder}")
+    print(f"bootstrap {cluster.bootstrap}")
+    return 0 if all(n.running for n in nodes) else 3
+
+
+def _print_secure_settings(broker: LocalKafka, address: str) -> None:
+    from localkafka.security import SUPER_USER, USERS
+
+    files = broker.secure_files
+    print(f"secured: SASL_SSL, SCRAM-SHA-512, ACLs for the prefix {broker.acl_prefix}")
+    print(f"CA certificate: {files.ca}")
+    for user in USERS:
+        role = "super user: ACLs, anything" if user == SUPER_USER else "least privilege"
+        print(f"\n# {user} ({role}); also in {files.env_file(user)}")
+        for key, value in files.env(user, address).items():
+            print(f"{key}={value}")
+
+
+def _acls(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.acls import kafka_acls_commands
+
+    prefix = settings.topic_prefix if args.prefix is None else args.prefix
+    print(f"# hookline's ACLs for the topic prefix {prefix!r}; see docs/deploy.md")
+    print("# BOOTSTRAP: a listener of the cluster; admin.properties: an admin user's client config")
+    for line in kafka_acls_commands(
+        prefix,
+        bootstrap=args.bootstrap_server or "$BOOTSTRAP",
+        command_config=args.command_config or None,
+        principal=lambda service: f"User:{args.user_prefix}{service}",
+    ):
+        print(line)
     return 0
 
 
@@ -98,6 +187,8 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"exists   {name}")
     for line in report.differences:
         print(f"differs  {line}")
+    for name in report.skipped:
+        print(f"skipped  {name} (this Kafka user may neither see nor create it)")
     return 1 if report.differences else 0
 
 
@@ -120,18 +211,50 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (command, what) in SERVICES.items():
         p = sub.add_parser(name, help=f"run the {name} service: {what}")
-        p.set_defaults(func=command)
+        p.set_defaults(func=_checked(name, command))
 
     dev = sub.add_parser("dev", help="run everything locally: broker, services, demo")
     dev.add_argument("--no-demo", action="store_true", help="do not apply the demo config")
     dev.add_argument("--receiver-port", type=int, default=8090, help="the demo receiver's port")
+    dev.add_argument(
+        "--secure",
+        action="store_true",
+        help="a secured local broker (SASL_SSL, ACLs); each service with its own Kafka user",
+    )
     dev.set_defaults(func=_dev)
 
     kafka = sub.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
-    kafka.add_argument("--port", type=int, default=9092, help="broker port (controller: +1)")
-    kafka.add_argument("--data-dir", help="where the broker keeps its data")
+    kafka.add_argument(
+        "--port", type=int, default=9092, help="broker port (controller: +1); with 3, the first"
+    )
+    kafka.add_argument("--data-dir", help="the broker's folder: its state, and its data in data/")
+    kafka.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        choices=[1, 3],
+        help="3: a three-node KRaft cluster on port, port+2, port+4 (RF 3, min ISR 2)",
+    )
+    kafka.add_argument(
+        "--secure",
+        action="store_true",
+        help="start: SASL_SSL (SCRAM-SHA-512 over TLS), one user per service, ACLs enforced",
+    )
     kafka.set_defaults(func=_kafka)
+
+    acls = sub.add_parser("acls", help="print each service's Kafka ACLs as kafka-acls commands")
+    acls.add_argument("--prefix", help="the topic prefix (default: HOOKLINE_TOPIC_PREFIX)")
+    acls.add_argument("--bootstrap-server", help="put this address in the commands")
+    acls.add_argument(
+        "--command-config",
+        default="admin.properties",
+        help="the admin client config file kafka-acls.sh reads ('' for none)",
+    )
+    acls.add_argument(
+        "--user-prefix", default="", help="principal names: User:<user-prefix><service>"
+    )
+    acls.set_defaults(func=_acls)
 
     topics = sub.add_parser("topics", help="create missing topics; report settings that differ")
     topics.set_defaults(func=_topics)
@@ -147,10 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"HOOKLINE_{'_'.join(str(p) for p in e['loc']).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = _settings()
+        # Every Kafka client this process makes authenticates as these settings say.
+        install_security(settings)
         code: int = args.func(args, settings)
     except HooklineError as exc:
         print(f"hookline: {exc}", file=sys.stderr)

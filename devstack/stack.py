@@ -105,7 +105,9 @@ def _demo_request(settings: Settings, creds: dict[str, str], state: Path) -> tup
     return trigger, show
 
 
-def local_broker(cache: Path, host: str = "127.0.0.1") -> tuple[LocalKafka, str | None]:
+def local_broker(
+    cache: Path, host: str = "127.0.0.1", *, secure: bool = False, acl_prefix: str = "hookline."
+) -> tuple[LocalKafka, str | None]:
     """The development broker: on 9092, or on the first free port pair after it.
 
     A broker of ours already running on a port is used again. Returns the broker and,
@@ -114,7 +116,7 @@ def local_broker(cache: Path, host: str = "127.0.0.1") -> tuple[LocalKafka, str 
     port = DEFAULT_BROKER_PORT
     for candidate in range(DEFAULT_BROKER_PORT, DEFAULT_BROKER_PORT + 200, 2):
         broker = LocalKafka(host=host, port=candidate, cache=cache / "kafka")
-        if broker.status().running:
+        if broker.status().running and broker.status().secure == secure:
             port = candidate
             break
         if not port_taken(host, candidate) and not port_taken(host, candidate + 1):
@@ -125,7 +127,24 @@ def local_broker(cache: Path, host: str = "127.0.0.1") -> tuple[LocalKafka, str 
     note = None
     if port != DEFAULT_BROKER_PORT:
         note = f"port {DEFAULT_BROKER_PORT} is taken by another process; using {port}"
-    return LocalKafka(host=host, port=port, cache=cache / "kafka"), note
+    # A secured broker keeps a folder of its own: a plaintext broker's data has no users.
+    folder = cache / "kafka" / (f"{port}-secure" if secure else str(port))
+    kafka = LocalKafka(
+        host=host,
+        port=port,
+        cache=cache / "kafka",
+        data_dir=folder,
+        secure=secure,
+        acl_prefix=acl_prefix,
+    )
+    return kafka, note
+
+
+def _secure_env(broker: LocalKafka | None, service: str, bootstrap: str) -> dict[str, str]:
+    """``--secure``: the service's own Kafka user and the broker's CA; nothing otherwise."""
+    if broker is None or not broker.secure or service == "receiver":
+        return {}
+    return broker.secure_files.env(service, bootstrap)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int:
@@ -136,7 +155,11 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
         bootstrap = settings.kafka_bootstrap_servers
         out.write(f"kafka      {bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)\n")
     else:
-        broker, note = local_broker(settings.cache_dir.resolve())
+        broker, note = local_broker(
+            settings.cache_dir.resolve(),
+            secure=getattr(args, "secure", False),
+            acl_prefix=settings.topic_prefix,
+        )
         if note:
             out.write(f"kafka      {note}\n")
         out.write("kafka      starting the local broker …\n")
@@ -151,6 +174,7 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
             partitions=settings.topic_partitions,
             retry_tiers=len(settings.retry_schedule),
         ),
+        security=broker.secure_files.security("topics") if broker and broker.secure else None,
     )
     env = _service_env(bootstrap, creds, settings, args.receiver_port)
     # Started in this order, stopped in the reverse: the receiver and delivery are
@@ -173,7 +197,7 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
             ServiceProcess(
                 name,
                 [*HOOKLINE, name],
-                env=env,
+                env={**env, **_secure_env(broker, name, bootstrap)},
                 ready_url=f"http://127.0.0.1:{port}/readyz",
                 echo=out,
             )

@@ -1,26 +1,55 @@
-"""Kafka clients made one way: producer and consumer factories, and topic creation.
+"""Kafka clients made one way: producer, consumer and admin factories, and topic creation.
 
 Producers are idempotent with ``acks=all``; consumers never auto-commit (the
-services commit offsets last, after the work is settled).
+services commit offsets last, after the work is settled). Every client gets the
+Kafka security in force (:mod:`shared.kafka_security`): the one passed as
+``security``, else the one installed for the context, else plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.kafka_security import KafkaSecurity, current_security
 from shared.topics import Topics, TopicSpec
 
 log = logging.getLogger(__name__)
+
+
+def kafka_client_options(security: KafkaSecurity | None = None) -> dict[str, Any]:
+    """The security options of a client: ``security``, else the one in force."""
+    return (security or current_security()).client_options()
+
+
+def create_admin(
+    bootstrap_servers: str,
+    *,
+    client_id: str = "hookline-admin",
+    security: KafkaSecurity | None = None,
+    **overrides: Any,
+) -> AIOKafkaAdminClient:
+    """An admin client (not yet started) with the security in force."""
+    options: dict[str, Any] = {
+        **kafka_client_options(security),
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+    }
+    options.update(overrides)
+    return AIOKafkaAdminClient(**options)
 
 
 def create_producer(
@@ -30,10 +59,12 @@ def create_producer(
     transactional_id: str | None = None,
     linger_ms: int = 2,
     request_timeout_ms: int = 30_000,
+    security: KafkaSecurity | None = None,
     **overrides: Any,
 ) -> AIOKafkaProducer:
     """An idempotent, ``acks=all``, lz4-compressed producer (not yet started)."""
     options: dict[str, Any] = {
+        **kafka_client_options(security),
         "bootstrap_servers": bootstrap_servers,
         "client_id": client_id,
         "acks": "all",
@@ -56,10 +87,12 @@ def create_consumer(
     client_id: str = "hookline",
     read_committed: bool = True,
     auto_offset_reset: str = "earliest",
+    security: KafkaSecurity | None = None,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
     """A consumer that commits nothing by itself and reads only committed records."""
     options: dict[str, Any] = {
+        **kafka_client_options(security),
         "bootstrap_servers": bootstrap_servers,
         "client_id": client_id,
         "group_id": group_id,
@@ -78,6 +111,13 @@ class TopicReport:
     created: list[str]
     existing: list[str]
     differences: list[str]
+    #: topics this client may neither see nor create: another service's, under least privilege
+    skipped: list[str] = field(default_factory=list)
+
+
+# Kafka's error codes that mean "not allowed", in a CreateTopics or Metadata answer.
+_TOPIC_AUTHORIZATION_FAILED = TopicAuthorizationFailedError.errno
+_CLUSTER_AUTHORIZATION_FAILED = ClusterAuthorizationFailedError.errno
 
 
 async def ensure_topics(
@@ -86,33 +126,91 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> TopicReport:
-    """Create missing topics; report (never change) settings that differ from the registry."""
+    """Create missing topics; report (never change) settings that differ from the registry.
+
+    Under least privilege a service may not create topics (an operator runs ``hookline
+    topics`` with a user that may): then a missing topic it may see fails clearly, and
+    topics it may not even see (another service's) are skipped.
+    """
     specs = list(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="hookline-admin")
+    admin = create_admin(bootstrap_servers, client_id="hookline-admin", security=security)
     try:
         await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaError) as exc:
+        await admin.close()
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
     try:
         present = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in present]
         created: list[str] = []
+        skipped: list[str] = []
         if missing:
-            new = [
-                NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs)
-                for s in missing
-            ]
-            # Another process may win the race; the metadata wait below still holds.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(new)
-            created = [s.name for s in missing]
+            denied = await _create(admin, missing, replication_factor)
+            skipped, raced = await _not_created(admin, denied, security)
+            created = [s.name for s in missing if s.name not in denied]
             await _wait_for_metadata(admin, created, timeout)
+            present.update(raced)
         existing = [s for s in specs if s.name in present]
         differences = await _differences(admin, existing) if existing else []
-        return TopicReport(created, [s.name for s in existing], differences)
+        return TopicReport(created, [s.name for s in existing], differences, skipped)
     finally:
         await admin.close()
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, missing: list[TopicSpec], replication_factor: int
+) -> set[str]:
+    """Create ``missing``; return the names this client was not allowed to create."""
+    new = [
+        NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs) for s in missing
+    ]
+    response = await admin.create_topics(new)
+    denied: set[str] = set()
+    for name, code, *rest in response.topic_errors:
+        if code in (_TOPIC_AUTHORIZATION_FAILED, _CLUSTER_AUTHORIZATION_FAILED):
+            denied.add(name)
+        # Another process may win the race (TOPIC_ALREADY_EXISTS): the metadata wait holds.
+        elif code not in (0, TopicAlreadyExistsError.errno):
+            message = rest[0] if rest and rest[0] else f"error code {code}"
+            raise ConfigurationError(f"Kafka would not create topic {name}: {message}")
+    return denied
+
+
+async def _not_created(
+    admin: AIOKafkaAdminClient, denied: set[str], security: KafkaSecurity | None
+) -> tuple[list[str], list[str]]:
+    """Split topics we may not create into (invisible to us, created by someone else meanwhile).
+
+    A topic we may describe but that does not exist is one we need: that is fatal."""
+    if not denied:
+        return [], []
+    skipped: list[str] = []
+    raced: list[str] = []
+    absent: list[str] = []
+    for entry in await admin.describe_topics(sorted(denied)):
+        code = entry.get("error_code", 0)
+        if code == _TOPIC_AUTHORIZATION_FAILED:
+            skipped.append(entry["topic"])
+        elif code == 0:
+            raced.append(entry["topic"])
+        else:
+            absent.append(entry["topic"])
+    if absent:
+        from shared.kafka_security import KafkaAccessError
+
+        user = (security or current_security()).principal
+        names = ", ".join(sorted(absent))
+        what = (
+            f"topics {names} do not exist" if len(absent) > 1 else f"topic {names} does not exist"
+        )
+        raise KafkaAccessError(
+            f"{what} and Kafka user {user} may not create topics: create them with "
+            "`hookline topics` as a user that may (see docs/kafka.md)",
+            cause="missing-topic",
+        )
+    return skipped, raced
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str], timeout: float) -> None:
@@ -147,14 +245,19 @@ async def _differences(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> li
     return out
 
 
-async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> dict[str, Any]:
+async def wait_for_broker(
+    bootstrap_servers: str, timeout: float = 30.0, *, security: KafkaSecurity | None = None
+) -> dict[str, Any]:
     """Block until the cluster answers a metadata request; return its description."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: Exception | None = None
     while loop.time() < deadline:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, client_id="hookline-probe"
+        admin = create_admin(
+            bootstrap_servers,
+            request_timeout_ms=3000,
+            client_id="hookline-probe",
+            security=security,
         )
         try:
             await asyncio.wait_for(admin.start(), 5)
@@ -170,7 +273,7 @@ async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> dict
 
 async def topic_partitions(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> list[int]:
     """The partition numbers of ``topic`` (empty when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="hookline-meta")
+    admin = create_admin(bootstrap_servers, client_id="hookline-meta")
     try:
         await asyncio.wait_for(admin.start(), timeout)
         described = await admin.describe_topics([topic])

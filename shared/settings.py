@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The Standard Webhooks schedule: the gaps between attempts, in seconds
@@ -44,6 +44,30 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     publish_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for acks=all")
+
+    # Kafka client security (docs/kafka.md). A ``…_FILE`` setting names a file holding the
+    # value (a mounted Kubernetes secret); it is read once, at start.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = (
+        "SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_username_file: Path | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_sasl_oauth_token_file: Path | None = Field(
+        default=None, description="OAUTHBEARER: a file holding the token, re-read when it changes"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle for the brokers; the system's when unset"
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="mutual TLS: our certificate")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="mutual TLS: its key")
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_access_check_interval: float = Field(
+        default=30.0, gt=0, description="seconds between re-checks of this service's ACLs"
+    )
 
     # Security
     admin_token: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -98,6 +122,18 @@ class Settings(BaseSettings):
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> Settings:
+        pairs = (
+            ("kafka_sasl_username", self.kafka_sasl_username, self.kafka_sasl_username_file),
+            ("kafka_sasl_password", self.kafka_sasl_password, self.kafka_sasl_password_file),
+        )
+        for name, value, file in pairs:
+            if value is not None and file is not None:
+                upper = f"HOOKLINE_{name.upper()}"
+                raise ValueError(f"set {upper} or {upper}_FILE, not both")
+        return self
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

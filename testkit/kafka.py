@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.kafka import topic_partitions
+from shared.kafka import kafka_client_options, topic_partitions
 
 T = TypeVar("T")
 
@@ -35,6 +35,7 @@ async def read_topic(
 ) -> list[Record]:
     """Every record now on ``topic`` (up to its end offsets, waiting for ``min_count``)."""
     consumer = AIOKafkaConsumer(
+        **kafka_client_options(),
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -103,7 +104,7 @@ async def wait_committed(
     (every record of a topic written from offset 0 on, when ``total`` is its count)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options())
     await admin.start()
     try:
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,9 +117,18 @@ class Replica:
 class Stack:
     """Replicas of ingress, admin, dispatcher and delivery for one test's settings."""
 
-    def __init__(self, settings: Settings, log_dir: Path, **extra_env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        *,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
+        **extra_env: str,
+    ) -> None:
         self.settings = settings
         self.log_dir = log_dir
+        # Settings for one service only (its own Kafka user, say), over the common ones.
+        self.service_env = service_env or {}
         self.replicas: dict[str, Replica] = {}
         schedule = ",".join(str(s) for s in settings.retry_schedule)
         self.env = {
@@ -152,6 +161,7 @@ class Stack:
         }
         env = {
             **self.env,
+            **self.service_env.get(service, {}),
             "HOOKLINE_REPLICA_ID": name,
             "HOOKLINE_INGRESS_PORT": str(ports["ingress"]),
             "HOOKLINE_ADMIN_PORT": str(ports["admin"]),
