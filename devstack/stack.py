@@ -8,8 +8,10 @@ reverse order: intake first, so nothing is accepted that cannot be handled, and
 the broker last.
 
 The broker listens on 9092 unless something else holds that port: then the next
-free pair of ports is taken, and the banner says which. Children never outlive
-this process (see :mod:`devstack.supervisor`), whatever happens to its output.
+free pair of ports is taken, and the banner says which. A broker of ours already
+running there (``hookline kafka start``) is used and left running. Children, the
+broker included, never outlive this process (see :mod:`devstack.supervisor`),
+whatever happens to its output.
 
 Credentials for development (admin token, secret key, demo secrets) are made
 once and kept in ``<cache>/dev/credentials.json`` (``.cache`` under the working
@@ -33,6 +35,7 @@ import orjson
 from devstack.supervisor import HOOKLINE, Output, ServiceProcess, die_with_parent
 from localkafka import LocalKafka, port_taken
 from shared.crypto import generate_key, generate_subscription_secret
+from shared.errors import ConfigurationError
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import topic_registry
@@ -121,29 +124,23 @@ def local_broker(cache: Path, host: str = "127.0.0.1") -> tuple[LocalKafka, str 
             port = candidate
             break
     else:
-        raise RuntimeError(f"no free port pair for the broker in {DEFAULT_BROKER_PORT}–+200")
+        raise ConfigurationError(
+            f"no free port pair for the broker from {DEFAULT_BROKER_PORT} to "
+            f"{DEFAULT_BROKER_PORT + 199}; set HOOKLINE_KAFKA_BOOTSTRAP_SERVERS to use a running Kafka"
+        )
     note = None
     if port != DEFAULT_BROKER_PORT:
-        note = f"port {DEFAULT_BROKER_PORT} is taken by another process; using {port}"
+        taken = DEFAULT_BROKER_PORT if port_taken(host, DEFAULT_BROKER_PORT) else None
+        what = f"port {taken}" if taken else f"port {DEFAULT_BROKER_PORT + 1} (the controller's)"
+        note = f"{what} is taken by another process; using {port}"
     return LocalKafka(host=host, port=port, cache=cache / "kafka"), note
 
 
-async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+async def _run(
+    args: argparse.Namespace, settings: Settings, out: Output, bootstrap: str, kafka: str
+) -> int:
     state = settings.cache_dir.resolve() / "dev"
     creds = _credentials(state)
-    broker: LocalKafka | None = None
-    if "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS" in os.environ:
-        bootstrap = settings.kafka_bootstrap_servers
-        out.write(f"kafka      {bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)\n")
-    else:
-        broker, note = local_broker(settings.cache_dir.resolve())
-        if note:
-            out.write(f"kafka      {note}\n")
-        out.write("kafka      starting the local broker …\n")
-        # Started from this (the main) thread: the broker's death signal is tied to the
-        # thread that forks it, and this one lives as long as the process.
-        bootstrap = broker.start(preexec_fn=die_with_parent())
-        out.write(f"kafka      {bootstrap} (local broker, data in {broker.data_dir})\n")
     await ensure_topics(
         bootstrap,
         topic_registry(
@@ -193,7 +190,7 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
                 return 130
         if not args.no_demo:
             await _apply_demo(env, out)
-        out.write(_banner(settings, creds, state, args.receiver_port))
+        out.write(_banner(settings, creds, state, args.receiver_port, kafka))
         waiters = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]
         stop_task = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_task, *waiters], return_when=asyncio.FIRST_COMPLETED)
@@ -210,9 +207,6 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
         out.write("stopping   ingress, admin, dispatcher, delivery, receiver …\n")
         for child in reversed(children):
             await child.stop(grace=settings.shutdown_grace + 5)
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
-            out.write("kafka      stopped\n")
     return code
 
 
@@ -245,7 +239,9 @@ async def _apply_demo(env: dict[str, str], out: Output) -> None:
         raise RuntimeError(f"applying {DEMO_FILE} failed")
 
 
-def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_port: int) -> str:
+def _banner(
+    settings: Settings, creds: dict[str, str], state: Path, receiver_port: int, kafka: str
+) -> str:
     trigger, show = _demo_request(settings, creds, state)
     return f"""
 ──────────────────────────────────────────────────────────────────────────────
@@ -253,6 +249,7 @@ def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_por
    webhooks (public)   http://127.0.0.1:{settings.ingress_port}/webhooks/{{id}}[/github|/gitlab|/slack]
    admin API           http://127.0.0.1:{settings.admin_port}   (Authorization: Bearer {creds["admin_token"]})
    demo receiver       http://127.0.0.1:{receiver_port}/   (what it verified)
+   kafka               {kafka}
 
  1. Trigger the demo workflow with a signed GitHub push:
 
@@ -268,4 +265,32 @@ def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_por
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run(args, settings, Output(sys.stdout)))
+    out = Output(sys.stdout)
+    started: LocalKafka | None = None
+    try:
+        if "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+            bootstrap = settings.kafka_bootstrap_servers
+            kafka = f"{bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)"
+            out.write(f"kafka      {kafka}\n")
+        else:
+            broker, note = local_broker(settings.cache_dir.resolve())
+            if note:
+                out.write(f"kafka      {note}\n")
+            if broker.status().running:
+                # Started by `hookline kafka start`: used, and left running at the end.
+                bootstrap = broker.bootstrap
+                kafka = f"{bootstrap} (local broker, already running)"
+            else:
+                out.write("kafka      starting the local broker …\n")
+                # Started here, before the event loop (the start-up wait runs a loop of its
+                # own), from the main thread: the broker's death signal is tied to the
+                # thread that forks it, and this one lives as long as the process.
+                started = broker
+                bootstrap = broker.start(preexec_fn=die_with_parent())
+                kafka = f"{bootstrap} (local broker{f'; {note}' if note else ''})"
+            out.write(f"kafka      {kafka}, data in {broker.data_dir}\n")
+        return asyncio.run(_run(args, settings, out, bootstrap, kafka))
+    finally:
+        if started is not None:
+            started.stop()
+            out.write("kafka      stopped\n")
