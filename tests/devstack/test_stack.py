@@ -29,7 +29,15 @@ import pytest
 
 from localkafka import ensure_jars
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="the parent-death signal and /proc are Linux's",
+    ),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_END = "Ctrl-C stops everything."
