@@ -35,7 +35,7 @@ import orjson
 from devstack.supervisor import HOOKLINE, Output, ServiceProcess, die_with_parent
 from localkafka import LocalKafka, port_taken
 from shared.crypto import generate_key, generate_subscription_secret
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, HooklineError
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import topic_registry
@@ -264,6 +264,42 @@ def _banner(
 """
 
 
+START_ATTEMPTS = 3
+
+
+def _local_broker(settings: Settings, out: Output) -> tuple[LocalKafka, bool, str]:
+    """The development broker, running: (broker, whether this run started it, banner line).
+
+    Started here, before the event loop (the start-up wait runs a loop of its own),
+    from the main thread: the broker's death signal is tied to the thread that forks
+    it, and this one lives as long as the process. When another process takes the
+    chosen ports between the choice and the broker's start (another ``hookline dev``
+    starting at the same moment), the next free pair is tried.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        broker, note = local_broker(settings.cache_dir.resolve())
+        if note:
+            out.write(f"kafka      {note}\n")
+        if broker.status().running:
+            # Started by `hookline kafka start`: used, and left running at the end.
+            return broker, False, f"{broker.bootstrap} (local broker, already running)"
+        out.write("kafka      starting the local broker …\n")
+        try:
+            bootstrap = broker.start(preexec_fn=die_with_parent())
+        except HooklineError:
+            broker.stop()
+            lost = port_taken(broker.host, broker.port) or port_taken(broker.host, broker.port + 1)
+            if not lost or attempt == START_ATTEMPTS:
+                raise
+            out.write(f"kafka      port {broker.port} was taken meanwhile; trying the next\n")
+            continue
+        except BaseException:  # Ctrl-C while it starts: stop it before going
+            broker.stop()
+            raise
+        return broker, True, f"{bootstrap} (local broker{f'; {note}' if note else ''})"
+    raise AssertionError("unreachable")
+
+
 def main(args: argparse.Namespace, settings: Settings) -> int:
     out = Output(sys.stdout)
     started: LocalKafka | None = None
@@ -273,21 +309,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             kafka = f"{bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)"
             out.write(f"kafka      {kafka}\n")
         else:
-            broker, note = local_broker(settings.cache_dir.resolve())
-            if note:
-                out.write(f"kafka      {note}\n")
-            if broker.status().running:
-                # Started by `hookline kafka start`: used, and left running at the end.
-                bootstrap = broker.bootstrap
-                kafka = f"{bootstrap} (local broker, already running)"
-            else:
-                out.write("kafka      starting the local broker …\n")
-                # Started here, before the event loop (the start-up wait runs a loop of its
-                # own), from the main thread: the broker's death signal is tied to the
-                # thread that forks it, and this one lives as long as the process.
-                started = broker
-                bootstrap = broker.start(preexec_fn=die_with_parent())
-                kafka = f"{bootstrap} (local broker{f'; {note}' if note else ''})"
+            broker, ours, kafka = _local_broker(settings, out)
+            started = broker if ours else None
+            bootstrap = broker.bootstrap
             out.write(f"kafka      {kafka}, data in {broker.data_dir}\n")
         return asyncio.run(_run(args, settings, out, bootstrap, kafka))
     finally:

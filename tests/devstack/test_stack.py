@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import select
@@ -251,3 +252,37 @@ def test_a_killed_supervisor_takes_its_children_and_broker_with_it(dev: DevRun) 
     dev.proc.kill()
     dev.proc.wait(timeout=10)
     assert_all_gone(tree)
+
+
+def test_ports_taken_between_the_choice_and_the_start_move_the_broker_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another `hookline dev` may take the pair this one chose before its broker binds it.
+    from devstack import stack
+    from devstack.supervisor import Output
+    from localkafka import LocalKafka
+    from shared.settings import Settings
+
+    raced, free = free_port(), free_port()
+    choices = iter([raced, free])
+    monkeypatch.setattr(
+        stack,
+        "local_broker",
+        lambda cache: (LocalKafka(port=next(choices), cache=tmp_path / "kafka"), None),
+    )
+    real_start = LocalKafka.start
+
+    def start(self: LocalKafka, timeout: float = 90.0, **kwargs: object) -> str:
+        if self.port == raced:
+            return real_start(self, timeout)  # refuses: the port is taken
+        return self.bootstrap  # (no JVM needed to see the choice)
+
+    monkeypatch.setattr(LocalKafka, "start", start)
+    out = io.StringIO()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", raced))
+        holder.listen()
+        broker, ours, line = stack._local_broker(Settings(cache_dir=tmp_path), Output(out))
+    assert (broker.port, ours) == (free, True)
+    assert line == f"127.0.0.1:{free} (local broker)"
+    assert f"port {raced} was taken meanwhile; trying the next" in out.getvalue()
