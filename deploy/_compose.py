@@ -10,10 +10,13 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
+from deploy._manifests import ADMIN_PORT, SECRET_READERS
+
 KAFKA_IMAGE = "apache/kafka:4.1.1"
-SERVICES = ("ingress", "dispatcher", "delivery")
+# Each service and the port of its health routes.
+PORTS = {"ingress": 8080, "admin": ADMIN_PORT, "dispatcher": 8082, "delivery": 8083}
+SERVICES = tuple(PORTS)
 EXPECTED = ("kafka", "topics", *SERVICES)
-ADMIN_PORT = 8081
 
 
 def load(text: str) -> dict[str, Any]:
@@ -39,8 +42,16 @@ def _seconds(duration: object) -> float:
     return total
 
 
+def _environment(service: dict[str, Any]) -> dict[str, Any]:
+    """A service's environment as a mapping (Compose also takes a list of ``KEY=VALUE``)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(str(item).partition("=")[::2] for item in env)
+    return dict(env)
+
+
 def check_compose(doc: dict[str, Any]) -> list[str]:
-    """Kafka (the official image, KRaft), a topics step, the three services, wired together."""
+    """Kafka (the official image, KRaft), a topics step, the four services, wired together."""
     services: dict[str, Any] = doc.get("services") or {}
     problems = [f"no service named {name}" for name in EXPECTED if name not in services]
     for name, service in services.items():
@@ -59,13 +70,21 @@ def check_compose(doc: dict[str, Any]) -> list[str]:
     topics = services.get("topics") or {}
     if topics and topics.get("command") != ["topics"]:
         problems.append("topics: must run `hookline topics`")
+    for name, service in services.items():
+        command = (service.get("command") or [""])[0]
+        problems.extend(
+            f"{name}: `hookline {command}` must not hold {setting} "
+            f"(only {', '.join(sorted(readers))})"
+            for setting, readers in SECRET_READERS.items()
+            if setting in _environment(service) and command not in readers
+        )
     for name in SERVICES:
         service = services.get(name)
         if not service:
             continue
         if service.get("command") != [name]:
             problems.append(f"{name}: must run `hookline {name}` (has {service.get('command')})")
-        env = service.get("environment") or {}
+        env = _environment(service)
         bootstrap = str(env.get("HOOKLINE_KAFKA_BOOTSTRAP_SERVERS", ""))
         host = bootstrap.split(":")[0]
         if host not in services:
@@ -77,6 +96,9 @@ def check_compose(doc: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: must start after the topics step completed")
         if service.get("read_only") is not True:
             problems.append(f"{name}: the root filesystem must be read-only")
+        probe = f"http://127.0.0.1:{PORTS[name]}/readyz"
+        if probe not in str((service.get("healthcheck") or {}).get("test")):
+            problems.append(f"{name}: the healthcheck must GET {probe}")
         grace = float(env.get("HOOKLINE_SHUTDOWN_GRACE", 20))
         if _seconds(service.get("stop_grace_period", "10s")) <= grace:
             problems.append(

@@ -7,9 +7,11 @@ non-root user, ``hookline`` as the entry point) and need no binary.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +82,50 @@ def check_dockerfile(text: str) -> list[str]:
         entrypoint = None
     if entrypoint != ["hookline"]:
         problems.append('the entry point must be ENTRYPOINT ["hookline"] (exec form)')
+    return problems
+
+
+def packages(pyproject: str) -> list[str]:
+    """The top-level packages the wheel ships: ``packages.find``'s include patterns."""
+    setuptools = tomllib.loads(pyproject).get("tool", {}).get("setuptools", {})
+    include = setuptools.get("packages", {}).get("find", {}).get("include", [])
+    return sorted({pattern.split(".")[0].rstrip("*") for pattern in include})
+
+
+def _ignored(path: str, dockerignore: str) -> bool:
+    """Whether the build context leaves ``path`` out (the last matching pattern decides)."""
+    ignored = False
+    for raw in dockerignore.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.removeprefix("!").strip("/")
+        if fnmatch.fnmatch(path, pattern):
+            ignored = not negate
+    return ignored
+
+
+def check_sources(dockerfile: str, pyproject: str, dockerignore: str) -> list[str]:
+    """The build stage gets every package the wheel ships, and the context lets each in.
+
+    A package missing here is missing from the image without any error at build time:
+    setuptools finds what is there, and the image fails when the command imports it.
+    """
+    stages = parse(dockerfile)
+    if not stages:
+        return []
+    copied: set[str] = set()
+    for keyword, rest in stages[0].instructions:
+        if keyword in ("COPY", "ADD") and "--from=" not in rest:
+            sources = [part for part in rest.split() if not part.startswith("--")][:-1]
+            copied.update(source.rstrip("/").removeprefix("./") for source in sources)
+    problems = []
+    for package in packages(pyproject):
+        if package not in copied and "." not in copied:
+            problems.append(f"the build stage does not COPY {package}/ (pyproject.toml ships it)")
+        if _ignored(package, dockerignore):
+            problems.append(f".dockerignore leaves {package}/ out of the build context")
     return problems
 
 

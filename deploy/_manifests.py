@@ -22,8 +22,14 @@ from shared.topics import TopicSpec, topic_registry
 
 Resource = dict[str, Any]
 
-SERVICES = ("ingress", "dispatcher", "delivery")
-SECRET_SETTINGS = ("HOOKLINE_ADMIN_TOKEN", "HOOKLINE_SECRET_KEY")
+SERVICES = ("ingress", "admin", "dispatcher", "delivery")
+# Who may hold each secret setting: the services whose code reads it (a test holds this
+# to the code). The admin tokens stay out of the public-facing ingress.
+SECRET_READERS: dict[str, frozenset[str]] = {
+    "HOOKLINE_ADMIN_TOKEN": frozenset({"admin"}),
+    "HOOKLINE_SECRET_KEY": frozenset({"ingress", "admin", "delivery"}),
+}
+SECRET_SETTINGS = tuple(SECRET_READERS)
 ADMIN_PORT = 8081
 # The only writable path under a read-only root filesystem (an emptyDir).
 WRITABLE_DIR = "/tmp"  # noqa: S108
@@ -252,6 +258,10 @@ def _prestop_seconds(container: Resource) -> int:
     return int(sleep.get("seconds", 0))
 
 
+def _command(c: Resource) -> str:
+    return str((c.get("args") or c.get("command") or [""])[0])
+
+
 def _check_container(where: str, c: Resource, grace: int, shutdown: float) -> list[str]:
     problems = []
     probes = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
@@ -278,6 +288,12 @@ def _check_container(where: str, c: Resource, grace: int, shutdown: float) -> li
         for env in c.get("env") or []
         if env.get("name") in SECRET_SETTINGS and "value" in env
     )
+    problems.extend(
+        f"{where}: `hookline {_command(c)}` must not hold {env['name']} "
+        f"(only {', '.join(sorted(SECRET_READERS[env['name']]))})"
+        for env in c.get("env") or []
+        if env.get("name") in SECRET_READERS and _command(c) not in SECRET_READERS[env["name"]]
+    )
     needed = shutdown + _prestop_seconds(c)
     if grace <= needed:
         problems.append(
@@ -296,6 +312,13 @@ def check_workloads(resources: list[Resource]) -> list[str]:
         for r in resources
         if r.get("kind") == "Secret"
     ]
+    problems += [
+        f"{_name(r)}: {key} must come from a Secret, not a ConfigMap"
+        for r in resources
+        if r.get("kind") == "ConfigMap"
+        for key in r.get("data") or {}
+        if key in SECRET_SETTINGS
+    ]
     workloads = [r for r in resources if r.get("kind") in ("Deployment", "StatefulSet")]
     pdbs = [r for r in resources if r.get("kind") == "PodDisruptionBudget"]
     hpas = [r for r in resources if r.get("kind") == "HorizontalPodAutoscaler"]
@@ -306,7 +329,7 @@ def check_workloads(resources: list[Resource]) -> list[str]:
         if not containers:
             problems.append(f"{_name(w)}: no containers")
             continue
-        command = (containers[0].get("args") or containers[0].get("command") or [""])[0]
+        command = _command(containers[0])
         if command in SERVICES:
             seen[command] = w
         if (pod.get("securityContext") or {}).get("runAsNonRoot") is not True:
@@ -343,19 +366,62 @@ def _exposes_admin(service: Resource) -> bool:
     return False
 
 
+def _admin_workloads(resources: list[Resource]) -> list[Resource]:
+    """The workloads that run `hookline admin`."""
+    return [
+        r
+        for r in resources
+        if r.get("kind") in ("Deployment", "StatefulSet")
+        and any(_command(c) == "admin" for c in _pod_spec(r).get("containers") or [])
+    ]
+
+
+def _service_selects(service: Resource, labels: Mapping[str, str]) -> bool:
+    wanted = service.get("spec", {}).get("selector") or {}
+    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _policy_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A NetworkPolicy's podSelector: empty selects every pod of the namespace."""
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        return True
+    return _selects(selector, labels) or bool(selector.get("matchExpressions"))
+
+
+def _admits_admin_port(rule: Resource) -> bool:
+    ports = rule.get("ports") or []
+    # No ports listed: the rule admits every port.
+    return not ports or any(p.get("port") in (ADMIN_PORT, "admin") for p in ports)
+
+
 def check_admin_exposure(resources: list[Resource]) -> list[str]:
-    """The admin port is reachable only through a ClusterIP Service, never routed from outside."""
+    """The admin API is reachable only inside the cluster, never routed from outside.
+
+    An admin Service is one that selects the pods of `hookline admin` or carries the admin
+    port: it must be a ClusterIP Service with that port alone, select the admin pods (not
+    another service's), and no Ingress may name it. A NetworkPolicy must select the admin
+    pods, and every rule of those policies that admits the admin port must name its peers:
+    pods or namespaces of the cluster, never an ipBlock and never everyone.
+    """
     problems = []
+    admin_pods = [_pod_labels(w) for w in _admin_workloads(resources)]
     admin_services = set()
     for r in resources:
-        if r.get("kind") != "Service" or not _exposes_admin(r):
+        if r.get("kind") != "Service":
+            continue
+        selects_admin = any(_service_selects(r, labels) for labels in admin_pods)
+        if not (selects_admin or _exposes_admin(r)):
             continue
         admin_services.add(r["metadata"]["name"])
         kind = r.get("spec", {}).get("type", "ClusterIP")
         if kind != "ClusterIP":
-            problems.append(f"{_name(r)}: exposes the admin port through a {kind} Service")
+            problems.append(f"{_name(r)}: exposes the admin API through a {kind} Service")
         if len(r.get("spec", {}).get("ports") or []) > 1:
             problems.append(f"{_name(r)}: the admin port needs a Service of its own")
+        if admin_pods and not selects_admin:
+            problems.append(
+                f"{_name(r)}: carries the admin port but selects no `hookline admin` pods"
+            )
     for r in resources:
         if r.get("kind") != "Ingress":
             continue
@@ -365,4 +431,26 @@ def check_admin_exposure(resources: list[Resource]) -> list[str]:
             for name in sorted(admin_services)
             if f'"name": "{name}"' in text
         )
+    for workload in _admin_workloads(resources):
+        labels = _pod_labels(workload)
+        policies = [
+            p
+            for p in resources
+            if p.get("kind") == "NetworkPolicy"
+            and _policy_selects(p.get("spec", {}).get("podSelector") or {}, labels)
+            and "Ingress" in (p.get("spec", {}).get("policyTypes") or ["Ingress"])
+        ]
+        if not policies:
+            problems.append(
+                f"{_name(workload)}: no NetworkPolicy keeps the admin port cluster-internal"
+            )
+        for policy in policies:
+            for rule in policy.get("spec", {}).get("ingress") or []:
+                if not _admits_admin_port(rule):
+                    continue
+                peers = rule.get("from") or []
+                if not peers:
+                    problems.append(f"{_name(policy)}: admits the admin port from everywhere")
+                elif any("ipBlock" in peer for peer in peers):
+                    problems.append(f"{_name(policy)}: admits the admin port from an ipBlock")
     return problems

@@ -5,10 +5,12 @@
   Kubernetes JSON schemas of the oldest and newest supported Kubernetes and
   against Strimzi's CRD schemas; then the KafkaTopics are matched to the topic
   registry and the workloads to what the deployment promises (probes, hardening,
-  drains, disruption budgets, autoscaling, an admin port that stays internal).
+  drains, disruption budgets, autoscaling, every service present, secrets only where
+  they are read, an admin API that stays inside the cluster).
 * Compose: ``deploy/compose.yaml`` against the Compose Specification's schema,
   then its wiring.
-* Dockerfile: hadolint, then the image's own rules.
+* Dockerfile: hadolint, then the image's own rules, and every package of
+  ``pyproject.toml`` copied into the build.
 
 Tools and schemas are fetched and pinned by :mod:`deploy._tools` into
 ``.cache/deploy`` on first use. ``--write-topics`` regenerates
@@ -176,6 +178,15 @@ def check_compose(futures: dict[str, Future[Any]], report: Report) -> None:
 def check_dockerfile(futures: dict[str, Future[Any]], report: Report) -> None:
     path = DEPLOY / "Dockerfile"
     report.section("deploy/Dockerfile rules", _dockerfile.check_dockerfile(path.read_text()))
+    root = DEPLOY.parent
+    report.section(
+        "deploy/Dockerfile builds every package of pyproject.toml",
+        _dockerfile.check_sources(
+            path.read_text(),
+            (root / "pyproject.toml").read_text(),
+            (root / ".dockerignore").read_text(),
+        ),
+    )
     hadolint = _tool(futures, "hadolint", report)
     if hadolint is not None:
         report.section("deploy/Dockerfile hadolint", _dockerfile.hadolint(hadolint, path))

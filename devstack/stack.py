@@ -8,8 +8,10 @@ reverse order: intake first, so nothing is accepted that cannot be handled, and
 the broker last.
 
 The broker listens on 9092 unless something else holds that port: then the next
-free pair of ports is taken, and the banner says which. Children never outlive
-this process (see :mod:`devstack.supervisor`), whatever happens to its output.
+free pair of ports is taken, and the banner says which. A broker of ours already
+running there (``hookline kafka start``) is used and left running. Children, the
+broker included, never outlive this process (see :mod:`devstack.supervisor`),
+whatever happens to its output.
 
 Credentials for development (admin token, secret key, demo secrets) are made
 once and kept in ``<cache>/dev/credentials.json`` (``.cache`` under the working
@@ -33,6 +35,7 @@ import orjson
 from devstack.supervisor import HOOKLINE, Output, ServiceProcess, die_with_parent
 from localkafka import LocalKafka, port_taken
 from shared.crypto import generate_key, generate_subscription_secret
+from shared.errors import ConfigurationError, HooklineError
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import topic_registry
@@ -116,17 +119,23 @@ def local_broker(
     port = DEFAULT_BROKER_PORT
     for candidate in range(DEFAULT_BROKER_PORT, DEFAULT_BROKER_PORT + 200, 2):
         broker = LocalKafka(host=host, port=candidate, cache=cache / "kafka")
-        if broker.status().running and broker.status().secure == secure:
+        status = broker.status()
+        if status.running and status.secure == secure:
             port = candidate
             break
         if not port_taken(host, candidate) and not port_taken(host, candidate + 1):
             port = candidate
             break
     else:
-        raise RuntimeError(f"no free port pair for the broker in {DEFAULT_BROKER_PORT}–+200")
+        raise ConfigurationError(
+            f"no free port pair for the broker from {DEFAULT_BROKER_PORT} to "
+            f"{DEFAULT_BROKER_PORT + 199}; set HOOKLINE_KAFKA_BOOTSTRAP_SERVERS to use a running Kafka"
+        )
     note = None
     if port != DEFAULT_BROKER_PORT:
-        note = f"port {DEFAULT_BROKER_PORT} is taken by another process; using {port}"
+        taken = DEFAULT_BROKER_PORT if port_taken(host, DEFAULT_BROKER_PORT) else None
+        what = f"port {taken}" if taken else f"port {DEFAULT_BROKER_PORT + 1} (the controller's)"
+        note = f"{what} is taken by another process; using {port}"
     # A secured broker keeps a folder of its own: a plaintext broker's data has no users.
     folder = cache / "kafka" / (f"{port}-secure" if secure else str(port))
     kafka = LocalKafka(
@@ -147,26 +156,16 @@ def _secure_env(broker: LocalKafka | None, service: str, bootstrap: str) -> dict
     return broker.secure_files.env(service, bootstrap)
 
 
-async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+async def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    out: Output,
+    broker: LocalKafka | None,
+    bootstrap: str,
+    kafka: str,
+) -> int:
     state = settings.cache_dir.resolve() / "dev"
     creds = _credentials(state)
-    broker: LocalKafka | None = None
-    if "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS" in os.environ:
-        bootstrap = settings.kafka_bootstrap_servers
-        out.write(f"kafka      {bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)\n")
-    else:
-        broker, note = local_broker(
-            settings.cache_dir.resolve(),
-            secure=getattr(args, "secure", False),
-            acl_prefix=settings.topic_prefix,
-        )
-        if note:
-            out.write(f"kafka      {note}\n")
-        out.write("kafka      starting the local broker …\n")
-        # Started from this (the main) thread: the broker's death signal is tied to the
-        # thread that forks it, and this one lives as long as the process.
-        bootstrap = broker.start(preexec_fn=die_with_parent())
-        out.write(f"kafka      {bootstrap} (local broker, data in {broker.data_dir})\n")
     await ensure_topics(
         bootstrap,
         topic_registry(
@@ -217,7 +216,7 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
                 return 130
         if not args.no_demo:
             await _apply_demo(env, out)
-        out.write(_banner(settings, creds, state, args.receiver_port))
+        out.write(_banner(settings, creds, state, args.receiver_port, kafka))
         waiters = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]
         stop_task = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_task, *waiters], return_when=asyncio.FIRST_COMPLETED)
@@ -234,9 +233,6 @@ async def _run(args: argparse.Namespace, settings: Settings, out: Output) -> int
         out.write("stopping   ingress, admin, dispatcher, delivery, receiver …\n")
         for child in reversed(children):
             await child.stop(grace=settings.shutdown_grace + 5)
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
-            out.write("kafka      stopped\n")
     return code
 
 
@@ -269,7 +265,9 @@ async def _apply_demo(env: dict[str, str], out: Output) -> None:
         raise RuntimeError(f"applying {DEMO_FILE} failed")
 
 
-def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_port: int) -> str:
+def _banner(
+    settings: Settings, creds: dict[str, str], state: Path, receiver_port: int, kafka: str
+) -> str:
     trigger, show = _demo_request(settings, creds, state)
     return f"""
 ──────────────────────────────────────────────────────────────────────────────
@@ -277,6 +275,7 @@ def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_por
    webhooks (public)   http://127.0.0.1:{settings.ingress_port}/webhooks/{{id}}[/github|/gitlab|/slack]
    admin API           http://127.0.0.1:{settings.admin_port}   (Authorization: Bearer {creds["admin_token"]})
    demo receiver       http://127.0.0.1:{receiver_port}/   (what it verified)
+   kafka               {kafka}
 
  1. Trigger the demo workflow with a signed GitHub push:
 
@@ -291,5 +290,64 @@ def _banner(settings: Settings, creds: dict[str, str], state: Path, receiver_por
 """
 
 
+START_ATTEMPTS = 3
+
+
+def _local_broker(
+    args: argparse.Namespace, settings: Settings, out: Output
+) -> tuple[LocalKafka, bool, str]:
+    """The development broker, running: (broker, whether this run started it, banner line).
+
+    Started here, before the event loop (the start-up wait runs a loop of its own),
+    from the main thread: the broker's death signal is tied to the thread that forks
+    it, and this one lives as long as the process. When another process takes the
+    chosen ports between the choice and the broker's start (another ``hookline dev``
+    starting at the same moment), the next free pair is tried.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        broker, note = local_broker(
+            settings.cache_dir.resolve(),
+            secure=getattr(args, "secure", False),
+            acl_prefix=settings.topic_prefix,
+        )
+        if note:
+            out.write(f"kafka      {note}\n")
+        if broker.status().running:
+            # Started by `hookline kafka start`: used, and left running at the end.
+            return broker, False, f"{broker.bootstrap} (local broker, already running)"
+        out.write("kafka      starting the local broker …\n")
+        try:
+            bootstrap = broker.start(preexec_fn=die_with_parent())
+        except HooklineError:
+            broker.stop()
+            lost = port_taken(broker.host, broker.port) or port_taken(broker.host, broker.port + 1)
+            if not lost or attempt == START_ATTEMPTS:
+                raise
+            out.write(f"kafka      port {broker.port} was taken meanwhile; trying the next\n")
+            continue
+        except BaseException:  # Ctrl-C while it starts: stop it before going
+            broker.stop()
+            raise
+        return broker, True, f"{bootstrap} (local broker{f'; {note}' if note else ''})"
+    raise AssertionError("unreachable")
+
+
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run(args, settings, Output(sys.stdout)))
+    out = Output(sys.stdout)
+    started: LocalKafka | None = None
+    broker: LocalKafka | None = None
+    try:
+        if "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+            bootstrap = settings.kafka_bootstrap_servers
+            kafka = f"{bootstrap} (HOOKLINE_KAFKA_BOOTSTRAP_SERVERS)"
+            out.write(f"kafka      {kafka}\n")
+        else:
+            broker, ours, kafka = _local_broker(args, settings, out)
+            started = broker if ours else None
+            bootstrap = broker.bootstrap
+            out.write(f"kafka      {kafka}, data in {broker.data_dir}\n")
+        return asyncio.run(_run(args, settings, out, broker, bootstrap, kafka))
+    finally:
+        if started is not None:
+            started.stop()
+            out.write("kafka      stopped\n")

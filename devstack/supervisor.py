@@ -28,6 +28,8 @@ import httpx
 HOOKLINE = [sys.executable, "-m", "cli"]
 
 _PR_SET_PDEATHSIG = 1
+# Output is passed on in lines; a longer one in pieces of this size.
+LINE_LIMIT = 1 << 16
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -127,11 +129,25 @@ class ServiceProcess:
             self._pump = asyncio.create_task(self._copy_output(self.proc.stdout))
 
     async def _copy_output(self, stream: asyncio.StreamReader) -> None:
+        """Pass the child's output on, line by line, until it closes its end.
+
+        Reads to the end whatever the child writes and whatever happens to the output:
+        a child blocked on a full pipe could not stop (nor could its exit be awaited).
+        So no ``readline`` (it raises on a line over its limit): chunks are split
+        here, and a line longer than ``LINE_LIMIT`` is passed on in pieces.
+        """
         prefix = f"{self.name:<10} | "
-        # Read to the end whatever happens to the output: a child blocked on a full
-        # pipe could not stop.
-        while line := await stream.readline():
-            self.echo.write(prefix + line.decode(errors="replace"))
+        pending = b""
+        while chunk := await stream.read(LINE_LIMIT):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) >= LINE_LIMIT:
+                lines.append(pending)
+                pending = b""
+            for line in lines:
+                self.echo.write(prefix + line.decode(errors="replace") + "\n")
+        if pending:
+            self.echo.write(prefix + pending.decode(errors="replace") + "\n")
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until ``ready_url`` answers 200 (or only that the process lives, without one)."""

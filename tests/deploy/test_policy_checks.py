@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,14 @@ Resources = list[dict[str, Any]]
 
 
 def base_resources() -> Resources:
-    files = ("serviceaccount.yaml", "ingress.yaml", "dispatcher.yaml", "delivery.yaml")
+    files = (
+        "serviceaccount.yaml",
+        "ingress.yaml",
+        "admin.yaml",
+        "dispatcher.yaml",
+        "delivery.yaml",
+        "networkpolicy.yaml",
+    )
     return [r for f in files for r in _manifests.load((checks.BASE / f).read_text())]
 
 
@@ -48,14 +56,78 @@ def _writable_root(rs: Resources) -> None:
 
 
 def _literal_token(rs: Resources) -> None:
-    env = container(rs, "Deployment", "hookline-ingress")["env"]
+    env = container(rs, "Deployment", "hookline-admin")["env"]
     token = next(e for e in env if e["name"] == "HOOKLINE_ADMIN_TOKEN")
     token.pop("valueFrom")
     token["value"] = "committed-by-mistake"
 
 
+def _secret_env(name: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "hookline-secrets", "key": key}}}
+
+
+def _token_in_ingress(rs: Resources) -> None:
+    container(rs, "Deployment", "hookline-ingress")["env"].append(
+        _secret_env("HOOKLINE_ADMIN_TOKEN", "admin-token")
+    )
+
+
+def _secret_key_in_dispatcher(rs: Resources) -> None:
+    container(rs, "StatefulSet", "hookline-dispatcher")["env"].append(
+        _secret_env("HOOKLINE_SECRET_KEY", "secret-key")
+    )
+
+
+def _token_in_config_map(rs: Resources) -> None:
+    rs.append(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "hookline-config-abc123"},
+            "data": {"HOOKLINE_ADMIN_TOKEN": "committed-by-mistake"},
+        }
+    )
+
+
 def _admin_load_balancer(rs: Resources) -> None:
     find(rs, "Service", "hookline-admin")["spec"]["type"] = "LoadBalancer"
+
+
+def _admin_node_port_by_another_name(rs: Resources) -> None:
+    # Any Service that selects the admin pods is an admin Service, whatever its port.
+    service = copy.deepcopy(find(rs, "Service", "hookline-admin"))
+    service["metadata"]["name"] = "debug"
+    service["spec"]["type"] = "NodePort"
+    service["spec"]["ports"] = [{"name": "http", "port": 9000, "targetPort": 8081}]
+    rs.append(service)
+
+
+def _admin_service_selects_ingress(rs: Resources) -> None:
+    # The layout before the admin API had a process of its own.
+    selector = find(rs, "Service", "hookline-admin")["spec"]["selector"]
+    selector["app.kubernetes.io/component"] = "ingress"
+
+
+def _admin_policy_open(rs: Resources) -> None:
+    find(rs, "NetworkPolicy", "hookline-admin")["spec"]["ingress"][0].pop("from")
+
+
+def _admin_policy_ip_block(rs: Resources) -> None:
+    rule = find(rs, "NetworkPolicy", "hookline-admin")["spec"]["ingress"][0]
+    rule["from"] = [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+
+
+def _allow_all_policy(rs: Resources) -> None:
+    rs.append(
+        {
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-all"},
+            "spec": {"podSelector": {}, "ingress": [{}]},
+        }
+    )
+
+
+def _no_admin_policy(rs: Resources) -> None:
+    rs.remove(find(rs, "NetworkPolicy", "hookline-admin"))
 
 
 def _admin_route(rs: Resources) -> None:
@@ -82,6 +154,14 @@ def _no_delivery(rs: Resources) -> None:
     rs.remove(find(rs, "Deployment", "hookline-delivery"))
 
 
+def _no_admin(rs: Resources) -> None:
+    rs.remove(find(rs, "Deployment", "hookline-admin"))
+
+
+def _admin_probe_elsewhere(rs: Resources) -> None:
+    container(rs, "Deployment", "hookline-admin")["livenessProbe"]["httpGet"]["path"] = "/"
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -89,12 +169,26 @@ def _no_delivery(rs: Resources) -> None:
         (_short_grace, "terminationGracePeriodSeconds 20 must exceed"),
         (_writable_root, "readOnlyRootFilesystem must be true"),
         (_literal_token, "HOOKLINE_ADMIN_TOKEN must come from a Secret"),
-        (_admin_load_balancer, "exposes the admin port through a LoadBalancer"),
+        (_token_in_ingress, "`hookline ingress` must not hold HOOKLINE_ADMIN_TOKEN (only admin)"),
+        (_secret_key_in_dispatcher, "`hookline dispatcher` must not hold HOOKLINE_SECRET_KEY"),
+        (_token_in_config_map, "HOOKLINE_ADMIN_TOKEN must come from a Secret, not a ConfigMap"),
+        (_admin_load_balancer, "exposes the admin API through a LoadBalancer"),
+        (
+            _admin_node_port_by_another_name,
+            "Service/debug: exposes the admin API through a NodePort",
+        ),
+        (_admin_service_selects_ingress, "carries the admin port but selects no `hookline admin`"),
         (_admin_route, "routes to the admin Service hookline-admin"),
+        (_admin_policy_open, "NetworkPolicy/hookline-admin: admits the admin port from everywhere"),
+        (_admin_policy_ip_block, "admits the admin port from an ipBlock"),
+        (_allow_all_policy, "NetworkPolicy/allow-all: admits the admin port from everywhere"),
+        (_no_admin_policy, "no NetworkPolicy keeps the admin port cluster-internal"),
         (_committed_secret, "a Secret must never be committed"),
         (_no_pdb, "no PodDisruptionBudget selects its pods"),
         (_no_hpa, "no HorizontalPodAutoscaler scales it"),
         (_no_delivery, "no workload runs `hookline delivery`"),
+        (_no_admin, "no workload runs `hookline admin`"),
+        (_admin_probe_elsewhere, "hookline-admin container admin: livenessProbe must GET /healthz"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
@@ -107,13 +201,39 @@ def test_workload_check_reports_a_broken_promise(
     assert any(expected in p for p in problems), problems
 
 
+def test_secret_settings_go_to_the_services_whose_code_reads_them():
+    # SECRET_READERS is what the manifest and compose checks enforce: it must be what the
+    # services read, so a service that starts reading a secret fails here first.
+    services = Path(checks.DEPLOY.parent / "services")
+    readers = {
+        setting: frozenset(
+            package.name
+            for package in services.iterdir()
+            if package.is_dir()
+            and any(
+                setting.removeprefix("HOOKLINE_").lower() in f.read_text()
+                for f in package.rglob("*.py")
+            )
+        )
+        for setting in _manifests.SECRET_READERS
+    }
+    assert readers == _manifests.SECRET_READERS
+
+
 def compose_doc() -> dict[str, Any]:
     return _compose.load((checks.DEPLOY / "compose.yaml").read_text())
 
 
 def test_committed_compose_file_is_wired_as_promised():
     doc = compose_doc()
-    assert list(doc["services"]) == ["kafka", "topics", "ingress", "dispatcher", "delivery"]
+    assert list(doc["services"]) == [
+        "kafka",
+        "topics",
+        "ingress",
+        "admin",
+        "dispatcher",
+        "delivery",
+    ]
     assert _compose.check_compose(doc) == []
 
 
@@ -130,6 +250,32 @@ def test_committed_compose_file_is_wired_as_promised():
         (("dispatcher", "read_only"), False, "dispatcher: the root filesystem must be read-only"),
         (("delivery", "stop_grace_period"), "10s", "stop_grace_period must exceed"),
         (("ingress", "depends_on"), {"kafka": {}}, "must start after the topics step"),
+        (
+            ("admin", "ports"),
+            ["8081:8081"],
+            "admin: the admin port may be published on loopback only",
+        ),
+        (("admin", "command"), ["ingress"], "admin: must run `hookline admin`"),
+        (
+            ("admin", "healthcheck"),
+            {"test": ["CMD", "curl", "-f", "http://127.0.0.1:8080/readyz"]},
+            "admin: the healthcheck must GET http://127.0.0.1:8081/readyz",
+        ),
+        (
+            ("ingress", "environment"),
+            {"HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "HOOKLINE_ADMIN_TOKEN": "x"},
+            "ingress: `hookline ingress` must not hold HOOKLINE_ADMIN_TOKEN (only admin)",
+        ),
+        (
+            ("dispatcher", "environment"),
+            ["HOOKLINE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092", "HOOKLINE_SECRET_KEY=x"],
+            "dispatcher: `hookline dispatcher` must not hold HOOKLINE_SECRET_KEY",
+        ),
+        (
+            ("topics", "environment"),
+            {"HOOKLINE_ADMIN_TOKEN": "x"},
+            "topics: `hookline topics` must not hold HOOKLINE_ADMIN_TOKEN",
+        ),
     ],
 )
 def test_compose_check_reports_broken_wiring(path, value, expected):
@@ -182,3 +328,35 @@ def test_dockerfile_check_reports_a_broken_rule(old, new, expected):
 def test_dockerfile_check_wants_more_than_one_stage():
     single = 'FROM python:3.11.14-slim-trixie\nUSER 10001\nENTRYPOINT ["hookline"]\n'
     assert "built in stages" in _dockerfile.check_dockerfile(single)[0]
+
+
+PYPROJECT = (checks.DEPLOY.parent / "pyproject.toml").read_text()
+DOCKERIGNORE = (checks.DEPLOY.parent / ".dockerignore").read_text()
+
+
+def test_the_image_builds_every_package_the_wheel_ships():
+    assert _dockerfile.packages(PYPROJECT) == [
+        "cli",
+        "devstack",
+        "localkafka",
+        "services",
+        "shared",
+    ]
+    assert _dockerfile.check_sources(DOCKERFILE, PYPROJECT, DOCKERIGNORE) == []
+
+
+def test_dockerfile_check_reports_a_package_left_out_of_the_image():
+    # Without cli/ the wheel has no `hookline` command's module: the image cannot start.
+    without_copy = DOCKERFILE.replace("COPY cli ./cli\n", "")
+    assert without_copy != DOCKERFILE
+    assert _dockerfile.check_sources(without_copy, PYPROJECT, DOCKERIGNORE) == [
+        "the build stage does not COPY cli/ (pyproject.toml ships it)"
+    ]
+    ignored = DOCKERIGNORE.replace("!localkafka/\n", "")
+    assert ignored != DOCKERIGNORE
+    assert _dockerfile.check_sources(DOCKERFILE, PYPROJECT, ignored) == [
+        ".dockerignore leaves localkafka/ out of the build context"
+    ]
+    # Copying the whole context counts as copying every package.
+    whole = DOCKERFILE.replace("COPY pyproject.toml README.md ./", "COPY . .")
+    assert _dockerfile.check_sources(whole.replace("COPY cli ./cli\n", ""), PYPROJECT, "") == []
