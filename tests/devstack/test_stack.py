@@ -11,6 +11,7 @@ Every one of those processes, the broker's JVM included, must be gone within a d
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import io
@@ -282,7 +283,9 @@ def test_ports_taken_between_the_choice_and_the_start_move_the_broker_on(
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", raced))
         holder.listen()
-        broker, ours, line = stack._local_broker(Settings(cache_dir=tmp_path), Output(out))
+        broker, ours, line = stack._local_broker(
+            argparse.Namespace(secure=False), Settings(cache_dir=tmp_path), Output(out)
+        )
     assert (broker.port, ours) == (free, True)
     assert line == f"127.0.0.1:{free} (local broker)"
     assert f"port {raced} was taken meanwhile; trying the next" in out.getvalue()
