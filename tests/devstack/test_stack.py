@@ -269,7 +269,7 @@ def test_ports_taken_between_the_choice_and_the_start_move_the_broker_on(
     monkeypatch.setattr(
         stack,
         "local_broker",
-        lambda cache: (LocalKafka(port=next(choices), cache=tmp_path / "kafka"), None),
+        lambda cache, **_: (LocalKafka(port=next(choices), cache=tmp_path / "kafka"), None),
     )
     real_start = LocalKafka.start
 
