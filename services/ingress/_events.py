@@ -13,8 +13,9 @@ from typing import Any
 
 from ulid import ULID
 
+from shared.errors import MalformedRequest
+
 from ._body import ParsedBody
-from ._errors import MalformedRequest
 
 MAX_LENGTH = 200
 # A fixed namespace: the same (webhook, provider id) gives the same CloudEvents id forever.

@@ -62,7 +62,13 @@ async def test_a_bug_in_the_pipeline_is_a_logged_500(
     async with ingress_client(settings) as http:
         response = await http.post("/webhooks/gh/github", content=body, headers=headers)
     assert response.status_code == 500
-    assert response.json() == {"error": "internal", "detail": "internal error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://hookline.dev/problems/internal",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "the request could not be handled",
+    }
     failed = [r for r in caplog.records if r.getMessage() == "webhook request failed"]
     assert failed and failed[0].exc_info is not None
     lines = [r for r in caplog.records if r.getMessage() == "webhook request"]

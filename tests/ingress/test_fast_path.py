@@ -16,15 +16,14 @@ import pytest
 
 from services.ingress._app import webhook_target
 from services.ingress._body import (
-    ClientDisconnected,
     ParsedBody,
     parse_body,
     read_asgi_body,
 )
-from services.ingress._errors import BodyTooLarge, MalformedRequest
 from services.ingress._events import dedupe_id
 from services.ingress._record import received_record
 from shared.cloudevents import decode, encode
+from shared.errors import BodyTooLarge, ClientDisconnected, MalformedRequest
 from shared.messages import WebhookReceived
 
 FORM = "application/x-www-form-urlencoded"
