@@ -18,18 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.entities import Node
+from shared.errors import NodeFailed
 from shared.messages import RunRequested
 
 log = logging.getLogger(__name__)
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
-
-
-class NodeFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
