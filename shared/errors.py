@@ -14,6 +14,7 @@
     ├── SignatureRejected         a webhook request not signed by a current secret (ingress)
     ├── ClientDisconnected        the client left before its body was read (no one to answer)
     ├── DestinationRefused        an outbound URL or address the destination policy refuses
+    │   └── DestinationUnresolved the host resolves to nothing (nothing to connect to)
     ├── InvalidFilter             a binding's JMESPath filter does not compile (dispatcher)
     ├── NodeFailed                a local-engine node failed; its code and message are the run's
     └── HttpProblem               an HTTP error answer: an RFC 9457 problem document
@@ -113,6 +114,11 @@ class ClientDisconnected(HooklineError):
 class DestinationRefused(_Reasoned):
     """The URL, or an address its host resolves to, is not one hookline may call
     (``shared.destinations`` holds the rule)."""
+
+
+class DestinationUnresolved(DestinationRefused):
+    """The host does not resolve; refused like a forbidden address (there is nothing the
+    rule could allow), while a caller may still tell it apart from one."""
 
 
 class InvalidFilter(_Reasoned):
