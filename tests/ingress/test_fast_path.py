@@ -2,8 +2,8 @@
 
 The inbound record spliced around the raw body decodes to the same event that
 ``shared.cloudevents.encode`` of a ``WebhookReceived`` would; the dedupe ids are
-the ones already on the topic; the webhook paths are matched like the routes; the ASGI body reader
-keeps the size cap.
+the ones already on the topic; the routes hand the pipeline the provider and webhook id
+of each webhook path; the ASGI body reader keeps the size cap.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
-from services.ingress._app import webhook_target
+from services.ingress import create_ingress_app
 from services.ingress._body import (
     ParsedBody,
     parse_body,
@@ -25,6 +26,8 @@ from services.ingress._record import received_record
 from shared.cloudevents import decode, encode
 from shared.errors import BodyTooLarge, ClientDisconnected, MalformedRequest
 from shared.messages import WebhookReceived
+from shared.settings import Settings
+from testkit import TEST_SECRET_KEY
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -130,11 +133,25 @@ def test_dedupe_ids_stay_what_they_were(webhook_id: str, event_id: str, ce_id: s
         ("/webhooks/abc/", None),
         ("/webhooks", None),
         ("/healthz", None),
-        ("webhooks/abc", None),
     ],
 )
-def test_webhook_paths_match_like_the_routes(path: str, target: tuple[str, str] | None) -> None:
-    assert webhook_target(path) == target
+async def test_the_routes_hand_the_pipeline_its_provider_and_webhook_id(
+    path: str, target: tuple[str, str] | None
+) -> None:
+    app = create_ingress_app(Settings(secret_key=TEST_SECRET_KEY))
+    reached: list[tuple[str, str]] = []
+
+    async def pipeline(scope: Any, receive: Any, send: Any, provider: str, webhook_id: str) -> None:
+        reached.append((provider, webhook_id))
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.state.ingress.handle = pipeline
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingress.test") as http:
+        answer = await http.post(path, content=b"{}")
+    assert reached == ([] if target is None else [target])
+    assert (answer.status_code == 202) == (target is not None)
 
 
 def _receiver(*messages: dict[str, Any]) -> Any:
