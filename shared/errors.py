@@ -53,7 +53,12 @@ from typing import Any, ClassVar, TypedDict
 
 
 class HooklineError(Exception):
-    """The root of every error hookline raises on purpose."""
+    """The root of every error hookline raises on purpose; made with one message."""
+
+    @property
+    def reason(self) -> str:
+        """The message: short, fit for a log line or a dead-letter header."""
+        return str(self)
 
 
 class ConfigurationError(HooklineError):
@@ -73,10 +78,6 @@ class PoisonMessage(HooklineError):
 
     reason_code = "poison"
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
 
 class MissingHeader(PoisonMessage):
     reason_code = "missing_header"
@@ -94,15 +95,7 @@ class SecretError(HooklineError):
     """A stored secret could not be decrypted with the configured key."""
 
 
-class _Reasoned(HooklineError):
-    """An error whose short ``reason`` is what callers log or pass on."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class SignatureRejected(_Reasoned):
+class SignatureRejected(HooklineError):
     """The request is not signed by any current secret of the webhook; the ingress
     answers it with :class:`Unauthorized`."""
 
@@ -111,7 +104,7 @@ class ClientDisconnected(HooklineError):
     """The client went away before its body was read; there is no one to answer."""
 
 
-class DestinationRefused(_Reasoned):
+class DestinationRefused(HooklineError):
     """The URL, or an address its host resolves to, is not one hookline may call
     (``shared.destinations`` holds the rule)."""
 
@@ -121,7 +114,7 @@ class DestinationUnresolved(DestinationRefused):
     rule could allow), while a caller may still tell it apart from one."""
 
 
-class InvalidFilter(_Reasoned):
+class InvalidFilter(HooklineError):
     """A binding's filter expression does not compile; the binding then matches nothing."""
 
 
