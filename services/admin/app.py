@@ -24,8 +24,9 @@ from shared.settings import Settings
 
 from .context import AdminContext
 from .openapi import openapi_document
+from .problems import problem_response
 from .routes import operations, starlette_routes
-from .web import json_response, problem_response
+from .web import json_response
 
 access_log = logging.getLogger("hookline.admin.access")
 

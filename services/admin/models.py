@@ -550,30 +550,6 @@ class RecoverOut(BaseModel):
 # -- errors ----------------------------------------------------------------------------------
 
 
-class FieldErrorOut(BaseModel):
-    loc: list[str | int] = Field(description='where: ["body", "url"], ["query", "limit"], …')
-    msg: str
-    type: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document (``application/problem+json``)."""
-
-    type: str = Field(
-        description="the problem type: https://hookline.dev/problems/ and a slug "
-        "(not_found, version_conflict, invalid, …)"
-    )
-    title: str = Field(description="the problem type in words; the same for every occurrence")
-    status: int = Field(description="the HTTP status")
-    detail: str = Field(description="what went wrong this time (never a submitted value)")
-    errors: list[FieldErrorOut] | None = Field(default=None, description="422: the failing fields")
-    error: str | None = Field(default=None, deprecated=True, description="the slug of `type`")
-    message: str | None = Field(default=None, deprecated=True, description="`detail` again")
-    details: list[FieldErrorOut] | None = Field(
-        default=None, deprecated=True, description="`errors` again"
-    )
-
-
 class Health(BaseModel):
     status: str
     checks: dict[str, bool] | None = None

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from .models import ID_PATTERN, Health, Problem
+from .models import ID_PATTERN, Health
+from .problems import Problem
 from .routes import Operation
 
 REF = "#/components/schemas/{model}"

@@ -28,7 +28,6 @@ from .models import (
     DeliveryDetail,
     DeliveryList,
     DeliveryQuery,
-    Problem,
     PublishedOut,
     PublishEventIn,
     RecoverIn,
@@ -36,8 +35,8 @@ from .models import (
     RedeliveryOut,
     WriteQuery,
 )
+from .problems import Problem, problem_response
 from .resources import RESOURCES, Resource
-from .web import problem_response
 
 log = logging.getLogger("hookline.admin")
 

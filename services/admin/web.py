@@ -1,8 +1,7 @@
 """HTTP plumbing of the admin API: errors, JSON bodies, query strings, ETags.
 
-Every error the API answers is a :class:`~shared.errors.HttpProblem` rendered as an
-RFC 9457 problem document (``application/problem+json``: ``type``, ``title``,
-``status``, ``detail``). Validation errors are 422 with one entry in ``errors`` per
+Every error the API answers is a :class:`~shared.errors.HttpProblem`, rendered by
+:mod:`.problems` as an RFC 9457 problem document. Validation errors are 422 with one entry in ``errors`` per
 failing field (``loc`` starts with ``body``, ``query`` or ``path``); the offending
 values are never echoed, as they may be secrets.
 """
@@ -23,29 +22,16 @@ from shared.entities import Entity
 from shared.errors import (
     BodyTooLarge,
     FieldError,
-    HttpProblem,
     MalformedRequest,
     NotFound,
     UnsupportedMediaType,
     ValidationFailed,
     VersionConflict,
 )
-from shared.problems import problem_response as _problem_response
 
 MAX_BODY_BYTES = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def problem_response(problem: HttpProblem) -> Response:
-    """The problem document; for now it also carries the members of the error body it
-    replaced (``error``: the slug, ``message``: the detail, ``details``: the field
-    errors), deprecated, so clients written against that body keep working (the
-    ``hookline apply`` of this release reads ``message`` and ``details``)."""
-    legacy: dict[str, Any] = {"error": problem.slug, "message": problem.detail}
-    if problem.errors is not None:
-        legacy["details"] = problem.errors
-    return _problem_response(problem, extra=legacy)
 
 
 def not_found(what: str) -> NotFound:
