@@ -30,6 +30,7 @@ not resolve yet when its subscription is written).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -92,6 +93,9 @@ _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 METADATA_REASON = "cloud metadata address"
 
 
+# The verdicts and parses are cached: the delivery service judges the same few hosts and
+# addresses on every send, and a verdict never changes within a process.
+@functools.lru_cache(maxsize=4096)
 def forbidden_reason(address: IPAddress, *, allow_private: bool = False) -> str | None:
     """Why ``address`` may not be called (``"loopback address"``…), or None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address in _MAPPED:
@@ -120,6 +124,7 @@ def forbidden_reason(address: IPAddress, *, allow_private: bool = False) -> str 
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def literal_address(host: str) -> IPAddress | None:
     """The address ``host`` names literally, in any form a resolver would take, or None.
 
