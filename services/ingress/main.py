@@ -5,6 +5,9 @@ config view); SIGTERM or SIGINT: it stops accepting connections, lets in-flight
 requests finish, runs the lifespan's shutdown (the producer drains), and ``run``
 returns 0. A server that fails to start returns 1. The admin API is a service of
 its own (``hookline admin``); this process holds no admin token.
+
+Process-wide tuning (log records, the garbage collector) is this entry point's, not
+the app's: an app built in a test or mounted elsewhere leaves its interpreter alone.
 """
 
 from __future__ import annotations
