@@ -88,13 +88,11 @@ def serve(kind: str, port: int) -> None:
     from shared.settings import Settings
 
     if kind == "hookline":
-        from services.ingress import create_ingress_app
-        from services.ingress.main import tune_process
+        from services.ingress.main import serving_app
 
         # Production logging: one JSON line per request (written to /dev/null here).
         configure_logging("ingress", "INFO")
-        tune_process()
-        app = create_ingress_app(Settings())
+        app = serving_app(Settings())
     else:
         app = _bare_app()
     config = uvicorn.Config(

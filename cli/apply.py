@@ -112,12 +112,13 @@ def _error_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code}"
-    message = str(body.get("message", "")) if isinstance(body, dict) else ""
-    details = body.get("details") if isinstance(body, dict) else None
-    parts = [f"HTTP {response.status_code}: {message}"]
-    for detail in details or []:
-        loc = ".".join(str(p) for p in detail.get("loc", [])[1:]) or "body"
-        parts.append(f"{loc}: {detail.get('msg')}")
+    # An RFC 9457 problem document: what went wrong, and for a 422 each failing field.
+    detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    parts = [f"HTTP {response.status_code}: {detail}"]
+    for error in errors or []:
+        loc = ".".join(str(p) for p in error.get("loc", [])[1:]) or "body"
+        parts.append(f"{loc}: {error.get('msg')}")
     return "; ".join(parts)
 
 

@@ -17,13 +17,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.crypto import constant_time_equals
+from shared.errors import InternalError, Unauthorized
 from shared.health import health_routes
+from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
 
 from .context import AdminContext
 from .openapi import openapi_document
 from .routes import operations, starlette_routes
-from .web import ApiError, json_response
+from .web import json_response
 
 access_log = logging.getLogger("hookline.admin.access")
 
@@ -65,12 +67,12 @@ class BearerAuth:
             return
         header = dict(scope.get("headers") or ()).get(b"authorization")
         if not self.allowed(header):
-            response = ApiError(
-                401,
-                "unauthorized",
-                "send Authorization: Bearer <an admin token>",
-                headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
-            ).response()
+            response = problem_response(
+                Unauthorized(
+                    "send Authorization: Bearer <an admin token>",
+                    headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
+                )
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -111,12 +113,7 @@ class AccessLog:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return json_response(
-        {"error": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)},
-        exc.status_code,
-        headers=exc.headers,
-    )
+    return problem_response(problem_for_http_exception(exc, request.method))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -125,7 +122,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         exc_info=(type(exc), exc, exc.__traceback__),
         extra={"path": request.url.path},
     )
-    return json_response({"error": "internal", "message": "an unexpected error"}, 500)
+    return problem_response(InternalError("an unexpected error"))
 
 
 def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:

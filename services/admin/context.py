@@ -28,14 +28,13 @@ from shared.cloudevents import KafkaRecord, encode
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
 from shared.entities import Entity
-from shared.errors import BrokerUnavailable, ConfigurationError
+from shared.errors import BrokerUnavailable, ConfigurationError, Unavailable
 from shared.health import Readiness
 from shared.kafka import create_consumer, create_producer, ensure_topics, topic_partitions
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 
 from .delivery_log import DeliveryLog
-from .web import ApiError
 
 log = logging.getLogger("hookline.admin")
 
@@ -103,8 +102,8 @@ class ConfigStore:
         )
 
 
-def unavailable(message: str) -> ApiError:
-    return ApiError(503, "unavailable", message, headers={"Retry-After": "1"})
+def unavailable(message: str) -> Unavailable:
+    return Unavailable(message, retry_after=1)
 
 
 class AdminContext:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.cloudevents import encode, new_event_id
+from shared.errors import NotRedeliverable, SubscriptionGone
 from shared.messages import DeliveryDue
 
 from .context import SOURCE, AdminContext, unavailable
@@ -35,7 +36,6 @@ from .models import (
     RedeliveryOut,
 )
 from .web import (
-    ApiError,
     decode_cursor,
     encode_cursor,
     invalid,
@@ -131,16 +131,10 @@ class DeliveryHandlers:
     async def redeliver(self, request: Request) -> Response:
         record = self._require(request.path_params["id"])
         if self.ctx.view.subscription(record.subscription_id) is None:
-            raise ApiError(
-                409,
-                "subscription_gone",
-                f"subscription {record.subscription_id!r} no longer exists",
-            )
+            raise SubscriptionGone(f"subscription {record.subscription_id!r} no longer exists")
         due = due_for(record, datetime.now(UTC))
         if due is None:
-            raise ApiError(
-                409, "not_redeliverable", "the log holds no body or source record for it"
-            )
+            raise NotRedeliverable("the log holds no body or source record for it")
         await self._send([due])
         log.info(
             "redelivery requested",

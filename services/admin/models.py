@@ -31,7 +31,9 @@ from pydantic import (
     field_validator,
 )
 
+from shared.destinations import DestinationPolicy
 from shared.entities import Node, Provider, RateLimit, event_pattern_matches
+from shared.errors import DestinationRefused
 from shared.messages import (
     LIFECYCLE_EVENT_TYPES,
     DeliveryOutcome,
@@ -45,8 +47,6 @@ from shared.messages import (
     WorkflowStarted,
 )
 from shared.settings import Settings
-
-from .urls import UrlRejected, check_destination_url
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -264,15 +264,18 @@ class SubscriptionIn(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
+        # The write-time half of the destination policy: the URL and a literal address;
+        # a name is judged where it is resolved, when each delivery connects.
         settings = _settings(info)
+        policy = DestinationPolicy(
+            allow_private=settings.allow_private_destinations if settings else False,
+            allow_insecure=settings.allow_insecure_urls if settings else False,
+        )
         try:
-            return check_destination_url(
-                value,
-                allow_insecure=settings.allow_insecure_urls if settings else False,
-                allow_private=settings.allow_private_destinations if settings else False,
-            )
-        except UrlRejected as exc:
-            raise ValueError(str(exc)) from exc
+            policy.check_url(value)
+        except DestinationRefused as exc:
+            raise ValueError(exc.reason) from exc
+        return value
 
     @field_validator("secret")
     @classmethod
@@ -545,18 +548,6 @@ class RecoverOut(BaseModel):
 
 
 # -- errors ----------------------------------------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    loc: list[str | int] = Field(description='where: ["body", "url"], ["query", "limit"], …')
-    msg: str
-    type: str
-
-
-class ErrorOut(BaseModel):
-    error: str = Field(description="a stable code: not_found, version_conflict, invalid, …")
-    message: str
-    details: list[ErrorDetail] | None = None
 
 
 class Health(BaseModel):

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from .models import ID_PATTERN, ErrorOut, Health
+from .models import ID_PATTERN, Health
+from .problems import Problem
 from .routes import Operation
 
 REF = "#/components/schemas/{model}"
@@ -67,7 +68,7 @@ def _patch_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (ErrorOut, "serialization"),
+        (Problem, "serialization"),
         (Health, "serialization"),
     ]
     for op in ops:
@@ -130,9 +131,7 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
             if links := _links(op, status, ops):
                 item["links"] = links
             if answer.model is not None:
-                item["content"] = {
-                    "application/json": {"schema": ref(answer.model, "serialization")}
-                }
+                item["content"] = {answer.media: {"schema": ref(answer.model, "serialization")}}
             if answer.headers:
                 item["headers"] = {
                     h: {"description": HEADER_DOCS.get(h, h), "schema": {"type": "string"}}

@@ -36,7 +36,7 @@ from shared.entities import (
     Workflow,
     event_pattern_matches,
 )
-from shared.errors import SecretError
+from shared.errors import AlreadyExists, SecretError
 
 from .context import AdminContext
 from .models import (
@@ -60,7 +60,6 @@ from .models import (
     WriteQuery,
 )
 from .web import (
-    ApiError,
     check_if_match,
     decode_cursor,
     encode_cursor,
@@ -242,7 +241,7 @@ class Resource(Generic[E]):
             await store.sync()
             current = self.current(entity_id)
             if create_only and current is not None:
-                raise ApiError(409, "already_exists", f"{self.label} {entity_id!r} already exists")
+                raise AlreadyExists(f"{self.label} {entity_id!r} already exists")
             if must_exist and current is None:
                 raise not_found(f"{self.label} {entity_id!r}")
             check_if_match(request, current)

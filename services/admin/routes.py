@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from shared.errors import HooklineError
+from shared.errors import HooklineError, HttpProblem, Unavailable
+from shared.problems import PROBLEM_JSON, problem_response
 
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
@@ -27,7 +28,6 @@ from .models import (
     DeliveryDetail,
     DeliveryList,
     DeliveryQuery,
-    ErrorOut,
     PublishedOut,
     PublishEventIn,
     RecoverIn,
@@ -35,8 +35,8 @@ from .models import (
     RedeliveryOut,
     WriteQuery,
 )
+from .problems import Problem
 from .resources import RESOURCES, Resource
-from .web import ApiError
 
 log = logging.getLogger("hookline.admin")
 
@@ -60,6 +60,7 @@ class Answer:
     description: str
     model: type[BaseModel] | None = None
     headers: tuple[str, ...] = ()
+    media: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,10 @@ class Operation:
         if "{id}" in self.path:
             codes.add(404)
         for code in sorted(codes):
-            out.setdefault(code, Answer(ERROR_TEXT[code], ErrorOut, ERROR_HEADERS.get(code, ())))
+            out.setdefault(
+                code,
+                Answer(ERROR_TEXT[code], Problem, ERROR_HEADERS.get(code, ()), PROBLEM_JSON),
+            )
         return out
 
 
@@ -103,7 +107,7 @@ ERROR_TEXT = {
     412: "`If-Match` names a version that is not the current one.",
     413: "The body is too large.",
     415: "The body is not JSON.",
-    422: "Validation failed; `details` lists the failing fields.",
+    422: "Validation failed; `errors` lists the failing fields.",
     503: "Kafka did not answer in time; the outcome of a write is unknown (retry with `If-Match`).",
 }
 ERROR_HEADERS = {412: ("ETag",), 503: ("Retry-After",), 401: ("WWW-Authenticate",)}
@@ -287,11 +291,12 @@ def _instrument(op: Operation) -> Handler:
         started = time.perf_counter()
         try:
             response = await op.handler(request)
-        except ApiError as exc:
-            response = exc.response()
+        except HttpProblem as problem:
+            response = problem_response(problem)
         except HooklineError as exc:
-            status = getattr(exc, "status_code", 503)
-            response = ApiError(status, type(exc).__name__, str(exc)).response()
+            # Kafka or a secret the key does not open: the operator's to fix, the client's
+            # to retry.
+            response = problem_response(Unavailable(str(exc), retry_after=1))
         REQUESTS.labels(name, str(response.status_code)).inc()
         LATENCY.labels(name).observe(time.perf_counter() - started)
         return response

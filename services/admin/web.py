@@ -1,9 +1,9 @@
 """HTTP plumbing of the admin API: errors, JSON bodies, query strings, ETags.
 
-Every error the API answers is an :class:`ApiError` rendered as
-``{"error": code, "message": ..., "details": [...]}``. Validation errors are
-422 with one detail per failing field (``loc`` starts with ``body``, ``query``
-or ``path``); the offending values are never echoed, as they may be secrets.
+Every error the API answers is a :class:`~shared.errors.HttpProblem`, rendered by
+:mod:`.problems` as an RFC 9457 problem document. Validation errors are 422 with one entry in ``errors`` per
+failing field (``loc`` starts with ``body``, ``query`` or ``path``); the offending
+values are never echoed, as they may be secrets.
 """
 
 from __future__ import annotations
@@ -19,53 +19,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.entities import Entity
+from shared.errors import (
+    BodyTooLarge,
+    FieldError,
+    MalformedRequest,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationFailed,
+    VersionConflict,
+)
 
 MAX_BODY_BYTES = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ApiError(Exception):
-    """An answer other than success: status, stable code, message, field details."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        details: list[dict[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return json_response(body, self.status, headers=self.headers)
+def not_found(what: str) -> NotFound:
+    return NotFound(f"{what} does not exist")
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", f"{what} does not exist")
-
-
-def invalid(loc: Sequence[str | int], msg: str, type_: str = "value_error") -> ApiError:
-    return ApiError(
-        422,
-        "invalid",
-        "the request is not valid",
-        details=[{"loc": list(loc), "msg": msg, "type": type_}],
+def invalid(loc: Sequence[str | int], msg: str, type_: str = "value_error") -> ValidationFailed:
+    return ValidationFailed(
+        "the request is not valid", errors=[{"loc": list(loc), "msg": msg, "type": type_}]
     )
 
 
-def from_validation_error(exc: ValidationError, where: str) -> ApiError:
-    details = [
+def from_validation_error(exc: ValidationError, where: str) -> ValidationFailed:
+    errors: list[FieldError] = [
         {
             "loc": [where, *(p for p in e["loc"] if p != "root" or where != "body")],
             "msg": e["msg"],
@@ -73,7 +53,7 @@ def from_validation_error(exc: ValidationError, where: str) -> ApiError:
         }
         for e in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
-    return ApiError(422, "invalid", "the request is not valid", details=details)
+    return ValidationFailed("the request is not valid", errors=errors)
 
 
 def json_response(
@@ -106,29 +86,27 @@ async def read_json(request: Request) -> Any:
     """The request's JSON body: 413 past the limit, 415 for another type, 400 malformed."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        raise BodyTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+            raise BodyTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type and not (content_type in _JSON_TYPES or content_type.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise UnsupportedMediaType("send the body as application/json")
     if not raw.strip():
-        raise ApiError(
-            422,
-            "invalid",
+        raise ValidationFailed(
             "a JSON body is required",
-            details=[{"loc": ["body"], "msg": "a JSON body is required", "type": "missing"}],
+            errors=[{"loc": ["body"], "msg": "a JSON body is required", "type": "missing"}],
         )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not JSON: {exc.msg}") from exc
+        raise MalformedRequest(f"the body is not JSON: {exc.msg}") from exc
 
 
 def parse(model: type[M], data: Any, where: str, context: Mapping[str, Any] | None = None) -> M:
@@ -172,16 +150,14 @@ def check_if_match(request: Request, current: Entity | None) -> None:
         return
     tags = [t.strip() for t in header.split(",") if t.strip()]
     if current is None:
-        raise ApiError(412, "version_conflict", "If-Match given, but the entity does not exist")
+        raise VersionConflict("If-Match given, but the entity does not exist")
     for tag in tags:
         if tag == "*":
             return
         bare = tag.removeprefix("W/").strip('"')
         if bare == str(current.version):
             return
-    raise ApiError(
-        412,
-        "version_conflict",
+    raise VersionConflict(
         f"the entity is at version {current.version}; If-Match named {header[:100]!r}",
         headers={"ETag": etag(current)},
     )

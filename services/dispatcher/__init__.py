@@ -9,12 +9,13 @@ Public surface:
 * ``services.dispatcher.main.run(settings)`` — ``hookline dispatcher``.
 """
 
+from shared.errors import InvalidFilter, NodeFailed
+
 from ._dispatcher import Dispatcher
 from ._engine import KafkaEngine, LocalEngine
 from ._ledger import RunLedger, StartedRun
 from ._matching import (
     RUN_NAMESPACE,
-    InvalidFilter,
     compile_filter,
     filter_document,
     filter_matches,
@@ -22,7 +23,7 @@ from ._matching import (
     matching_bindings,
     run_id_for,
 )
-from ._nodes import NodeFailed, NodePolicy, NodeRunner
+from ._nodes import NodePolicy, NodeRunner
 
 __all__ = [
     "RUN_NAMESPACE",

@@ -37,7 +37,7 @@ from prometheus_client import Counter
 
 from shared.cloudevents import KafkaRecord, decode, encode
 from shared.config_view import ConfigView
-from shared.errors import PoisonMessage
+from shared.errors import NodeFailed, PoisonMessage
 from shared.messages import (
     ErrorInfo,
     ErrorOccurred,
@@ -53,7 +53,7 @@ from shared.messages import (
 from shared.topics import Topics
 
 from ._matching import RUN_NAMESPACE
-from ._nodes import NodeFailed, NodePolicy, NodeRunner
+from ._nodes import NodePolicy, NodeRunner, node_http_client
 from ._txloop import Outbox, TransactionalLoop
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class LocalEngine(TransactionalLoop):
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Self:
-        self._client = httpx.AsyncClient(timeout=self._policy.http_timeout)
+        self._client = node_http_client(self._policy)
         try:
             await super().__aenter__()
         except BaseException:

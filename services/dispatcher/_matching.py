@@ -21,6 +21,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from shared.entities import Binding
+from shared.errors import InvalidFilter
 from shared.messages import WebhookReceived
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ def run_id_for(webhook_id: str, provider_event_id: str, workflow_id: str) -> str
     # A JSON array keeps the three parts unambiguous whatever characters they hold.
     name = orjson.dumps([webhook_id, provider_event_id, workflow_id]).decode()
     return str(uuid.uuid5(RUN_NAMESPACE, name))
-
-
-class InvalidFilter(ValueError):
-    """A binding's filter expression does not compile."""
 
 
 @functools.lru_cache(maxsize=1024)

@@ -9,27 +9,25 @@ else: a node's bad configuration is the workflow's failure, not the engine's.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
+from shared.destinations import DestinationGuard, DestinationPolicy, Resolver
 from shared.entities import Node
+from shared.errors import DestinationRefused, DestinationUnresolved, NodeFailed
+from shared.guarded_http import GuardedHTTPTransport
 from shared.messages import RunRequested
 
 log = logging.getLogger(__name__)
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
-
-
-class NodeFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# httpx's own defaults, as the engine's client had them.
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +40,43 @@ class NodePolicy:
     allow_private_destinations: bool = False
     max_excerpt: int = 512
 
+    @property
+    def destinations(self) -> DestinationPolicy:
+        return DestinationPolicy(
+            allow_private=self.allow_private_destinations, allow_insecure=self.allow_insecure_urls
+        )
+
+
+def node_http_client(
+    policy: NodePolicy,
+    *,
+    resolver: Resolver | None = None,
+    network: httpcore.AsyncNetworkBackend | None = None,
+) -> httpx.AsyncClient:
+    """The engine's client for ``http`` nodes: every connection goes to an address the
+    destination policy allowed, judged when it is opened (the delivery service's rule)."""
+    destinations = policy.destinations
+    guard = DestinationGuard(
+        resolver,
+        allow_private=destinations.allow_private,
+        allow_insecure=destinations.allow_insecure,
+    )
+    return httpx.AsyncClient(
+        transport=GuardedHTTPTransport(guard, _LIMITS, network=network),
+        timeout=policy.http_timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
 
 class NodeRunner:
     """Runs one node of a run; shares one HTTP client across runs."""
 
     def __init__(self, client: httpx.AsyncClient, policy: NodePolicy) -> None:
+        """``client`` is :func:`node_http_client`'s: it judges the addresses it connects to."""
         self._client = client
         self._policy = policy
+        self._destinations = policy.destinations
 
     async def run(self, node: Node, command: RunRequested) -> Any:
         if node.kind == "log":
@@ -94,7 +122,13 @@ class NodeRunner:
             raise NodeFailed(
                 "invalid_node_config", f"http node {node.id}: method {method} not allowed"
             )
-        await self._check_destination(url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise NodeFailed("invalid_node_config", f"url {url!r} is not http(s)")
+        try:
+            self._destinations.check_url(url)
+        except DestinationRefused as exc:
+            raise NodeFailed("forbidden_destination", exc.reason) from None
         body = node.config.get("body")
         if body is None and method in {"POST", "PUT", "PATCH"}:
             body = {
@@ -112,6 +146,10 @@ class NodeRunner:
                 timeout=self._policy.http_timeout,
                 follow_redirects=False,
             )
+        except DestinationUnresolved as exc:
+            raise NodeFailed("http_error", exc.reason) from None
+        except DestinationRefused as exc:
+            raise NodeFailed("forbidden_destination", exc.reason) from None
         except httpx.HTTPError as exc:
             raise NodeFailed("http_error", f"{method} {url}: {type(exc).__name__}") from exc
         summary = {
@@ -121,22 +159,3 @@ class NodeRunner:
         if response.status_code >= 400:
             raise NodeFailed("http_status", f"{method} {url} answered {response.status_code}")
         return summary
-
-    async def _check_destination(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise NodeFailed("invalid_node_config", f"url {url!r} is not http(s)")
-        if parts.scheme != "https" and not self._policy.allow_insecure_urls:
-            raise NodeFailed("forbidden_destination", "only https urls are allowed")
-        if self._policy.allow_private_destinations:
-            return
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
-        except OSError as exc:
-            raise NodeFailed("http_error", f"cannot resolve {parts.hostname}") from exc
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise NodeFailed(
-                    "forbidden_destination", f"{parts.hostname} resolves to a private address"
-                )

@@ -16,9 +16,13 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import Receive
 
+from shared.errors import (
+    BodyTooLarge,
+    ClientDisconnected,
+    MalformedRequest,
+    UnsupportedMediaType,
+)
 from shared.messages import PayloadEncoding
-
-from ._errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -51,10 +55,6 @@ def check_media_type(provider: str, content_type: str | None) -> None:
     kind = media_type(content_type)
     if kind not in allowed:
         raise UnsupportedMediaType(f"{provider} does not send {kind or 'bodies without a type'}")
-
-
-class ClientDisconnected(Exception):
-    """The client went away before its body was read; there is no one to answer."""
 
 
 def _check_declared(declared_length: str | None, limit: int) -> None:

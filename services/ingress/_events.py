@@ -7,15 +7,15 @@ event carries the same id and the dispatcher can drop it.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from ulid import ULID
 
+from shared.errors import MalformedRequest
+
 from ._body import ParsedBody
-from ._errors import MalformedRequest
 
 MAX_LENGTH = 200
 # A fixed namespace: the same (webhook, provider id) gives the same CloudEvents id forever.
@@ -101,22 +101,6 @@ def new_event_id() -> str:
     return str(ULID())
 
 
-_NAMESPACE_BYTES = DEDUPE_NAMESPACE.bytes
-
-
 def dedupe_id(webhook_id: str, event_id: str) -> str:
-    """The CloudEvents id: one per (webhook, provider id); GitHub reuses ids across hooks.
-
-    ``str(uuid.uuid5(DEDUPE_NAMESPACE, f"{webhook_id}\\n{event_id}"))``, computed
-    without building ``UUID`` objects (it runs on every request).
-    """
-    digest = bytearray(
-        # uuid5 is defined on SHA-1; this is an identifier, not a security digest.
-        hashlib.sha1(
-            _NAMESPACE_BYTES + f"{webhook_id}\n{event_id}".encode(), usedforsecurity=False
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The CloudEvents id: one per (webhook, provider id); GitHub reuses ids across hooks."""
+    return str(uuid.uuid5(DEDUPE_NAMESPACE, f"{webhook_id}\n{event_id}"))

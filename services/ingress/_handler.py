@@ -21,29 +21,32 @@ from starlette.types import Receive, Scope, Send
 
 from shared.config_view import ConfigView
 from shared.entities import Webhook
-from shared.errors import BrokerUnavailable, SecretError
+from shared.errors import (
+    BrokerUnavailable,
+    ClientDisconnected,
+    Forbidden,
+    HttpProblem,
+    InternalError,
+    MalformedRequest,
+    NotFound,
+    RateLimited,
+    SecretError,
+    SignatureRejected,
+    Unauthorized,
+    Unavailable,
+)
 from shared.settings import Settings
 
 from . import _metrics as metrics
-from ._body import ClientDisconnected, ParsedBody, check_media_type, parse_body, read_asgi_body
-from ._errors import (
-    Forbidden,
-    MalformedRequest,
-    RateLimited,
-    Refused,
-    Unauthorized,
-    Unavailable,
-    UnknownWebhook,
-)
+from ._body import ParsedBody, check_media_type, parse_body, read_asgi_body
 from ._events import dedupe_id, event_type, new_event_id, provider_event_id
 from ._headers import filter_headers
 from ._network import TrustedProxies, ip_allowed
 from ._publisher import Publisher
 from ._ratelimit import RateLimiter
 from ._record import received_record
-from ._reply import Reply, json_reply, text_reply
+from ._reply import Reply, json_reply, problem_reply, text_reply
 from ._signatures import (
-    SignatureRejected,
     verify_github,
     verify_gitlab,
     verify_slack,
@@ -55,7 +58,8 @@ log = logging.getLogger("hookline.ingress")
 # Slack gives up after 3 s; its replies must come (with the write acknowledged) before that.
 SLACK_DEADLINE = 2.5
 RETRY_AFTER = 5
-_INTERNAL_ERROR = json_reply(500, {"error": "internal", "detail": "internal error"})
+# Encoded once: a bug answers without a further chance to fail.
+INTERNAL_ERROR = problem_reply(InternalError("the request could not be handled"))
 
 
 class WebhookIngress:
@@ -92,10 +96,11 @@ class WebhookIngress:
         try:
             reply = await self._process(scope, receive, provider, webhook_id, fields)
             outcome = "accepted"
-        except Refused as refusal:
-            reply = _refusal_reply(refusal)
-            outcome = refusal.outcome
-            fields["reason"] = refusal.reason
+        except HttpProblem as refusal:
+            reply = problem_reply(refusal)
+            # The metric's outcome is the problem's slug (malformed, unauthorized, …).
+            outcome = refusal.slug
+            fields["reason"] = refusal.detail
         except ClientDisconnected:
             fields["reason"] = "client disconnected before its body was read"
             _log_request(logging.INFO, fields)
@@ -103,7 +108,7 @@ class WebhookIngress:
         except Exception:
             # A bug, not the request's fault: answer like Starlette's error middleware would.
             log.exception("webhook request failed", extra=fields)
-            reply, outcome = _INTERNAL_ERROR, "error"
+            reply, outcome = INTERNAL_ERROR, "error"
         elapsed = time.perf_counter() - started
         try:
             # The answer goes out first; the bookkeeping below is not the provider's wait.
@@ -127,7 +132,7 @@ class WebhookIngress:
             raise Unavailable("the ingress is starting or stopping", retry_after=RETRY_AFTER)
         webhook = view.webhook(webhook_id)
         if webhook is None or not webhook.enabled or webhook.provider != provider:
-            raise UnknownWebhook("unknown or disabled webhook")
+            raise NotFound("unknown or disabled webhook")
 
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         # First value wins, like Starlette's Headers.get (hence the reversed walk).
@@ -251,11 +256,3 @@ def _accepted(
         # Slash commands and interactive requests: Slack shows this reply to the user.
         return text_reply(200, webhook.ack_text or "")
     return json_reply(202, {"id": event_id})
-
-
-def _refusal_reply(refusal: Refused) -> Reply:
-    return json_reply(
-        refusal.status_code,
-        {"error": refusal.outcome, "detail": refusal.reason},
-        retry_after=refusal.retry_after,
-    )

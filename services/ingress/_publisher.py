@@ -24,11 +24,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from shared.cloudevents import KafkaRecord
-from shared.errors import BrokerUnavailable, PublishTimeout
+from shared.errors import BodyTooLarge, BrokerUnavailable, PublishTimeout
 from shared.kafka import create_producer
 from shared.topics import INBOUND_MAX_BYTES
-
-from ._errors import BodyTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,8 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from shared.errors import HooklineError
+from shared.errors import SignatureRejected
 from shared.standard_webhooks import signing_key
-
-
-class SignatureRejected(HooklineError):
-    """The request is not signed by any current secret of the webhook."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _hex_hmac(key: bytes, message: bytes, algorithm: str) -> str:

@@ -237,4 +237,4 @@ async def test_publish_a_lifecycle_event_over_http(admin: Admin):
         },
     )
     assert missing.status_code == 422
-    assert any(d["loc"][-1] == "error" for d in missing.json()["details"])
+    assert any(d["loc"][-1] == "error" for d in missing.json()["errors"])

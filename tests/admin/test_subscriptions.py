@@ -159,7 +159,7 @@ async def test_http_and_private_urls_are_refused_at_write_time(settings: Setting
         for url, reason in REFUSED:
             answer = await admin.client.post("/v1/subscriptions", json={"url": url})
             assert answer.status_code == 422, (url, answer.text)
-            detail = answer.json()["details"][0]
+            detail = answer.json()["errors"][0]
             assert detail["loc"] == ["body", "url"] and reason in detail["msg"], url
         ok = await admin.client.post("/v1/subscriptions", json={"url": "https://93.184.215.14/x"})
         assert ok.status_code == 201
@@ -185,5 +185,5 @@ async def test_subscription_validation_names_the_fields(admin: Admin):
         },
     )
     assert answer.status_code == 422
-    locs = {tuple(d["loc"][:2]) for d in answer.json()["details"]}
+    locs = {tuple(d["loc"][:2]) for d in answer.json()["errors"]}
     assert {("body", "events"), ("body", "headers"), ("body", "rate_limit")} <= locs

@@ -119,7 +119,7 @@ async def test_a_generated_secret_and_validation(admin: Admin):
 
     slack = await client.post("/v1/webhooks", json={"provider": "slack"})
     assert slack.status_code == 422
-    assert slack.json()["details"][0]["loc"] == ["body", "secret"]
+    assert slack.json()["errors"][0]["loc"] == ["body", "secret"]
 
     unsigned = await client.post("/v1/webhooks", json={"allow_unsigned": True})
     assert unsigned.status_code == 201 and "secret" not in unsigned.json()
@@ -134,7 +134,7 @@ async def test_a_generated_secret_and_validation(admin: Admin):
         },
     )
     assert bad.status_code == 422
-    locs = {tuple(d["loc"]) for d in bad.json()["details"]}
+    locs = {tuple(d["loc"]) for d in bad.json()["errors"]}
     assert {
         ("body", "provider"),
         ("body", "allowed_cidrs"),

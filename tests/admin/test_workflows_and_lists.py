@@ -30,13 +30,13 @@ async def test_a_workflow_from_create_to_delete(admin: Admin):
         "/v1/workflows/wf-ci",
         json={"nodes": [{"id": "a", "kind": "log"}, {"id": "a", "kind": "log"}]},
     )
-    assert dup.status_code == 422 and dup.json()["details"][0]["loc"] == ["body", "nodes"]
+    assert dup.status_code == 422 and dup.json()["errors"][0]["loc"] == ["body", "nodes"]
     kind = await client.put(
         "/v1/workflows/wf-ci", json={"nodes": [{"id": "a", "kind": "teleport"}]}
     )
     assert kind.status_code == 422
     other = await client.put("/v1/workflows/wf-ci", json={"id": "wf-other", "nodes": []})
-    assert other.status_code == 422 and other.json()["details"][0]["loc"] == ["body", "id"]
+    assert other.status_code == 422 and other.json()["errors"][0]["loc"] == ["body", "id"]
 
     renamed = await client.patch("/v1/workflows/wf-ci", json={"name": "Continuous integration"})
     assert renamed.status_code == 200 and renamed.json()["nodes"] == made.json()["nodes"]

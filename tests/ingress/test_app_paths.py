@@ -1,6 +1,6 @@
-"""The public app's webhook fast path against the real broker: what bypasses Starlette
-still answers like it (405, 404, 500), a vanished client is logged, and a burst for
-one webhook is acknowledged in full."""
+"""The public app's paths against the real broker: other methods and paths are answered
+with problem documents (405, 404), a bug in the pipeline is a logged 500, a vanished
+client is logged, and a burst for one webhook is acknowledged in full."""
 
 from __future__ import annotations
 
@@ -33,15 +33,22 @@ async def _github_hook(settings: Settings, topics: Topics, hook_id: str = "gh") 
     )
 
 
-async def test_other_methods_and_paths_still_go_through_starlette(
+async def test_other_methods_and_paths_are_answered_with_problems(
     settings: Settings, topics: Topics
 ) -> None:
     await _github_hook(settings, topics)
     async with ingress_client(settings) as http:
-        assert (await http.get("/webhooks/gh/github")).status_code == 405
-        assert (await http.put("/webhooks/gh")).status_code == 405
-        assert (await http.post("/webhooks/gh/bitbucket", content=b"{}")).status_code == 404
-        assert (await http.post("/webhooks/gh/github/x", content=b"{}")).status_code == 404
+        answers = [
+            (405, await http.get("/webhooks/gh/github")),
+            (405, await http.put("/webhooks/gh")),
+            (404, await http.post("/webhooks/gh/bitbucket", content=b"{}")),
+            (404, await http.post("/webhooks/gh/github/x", content=b"{}")),
+        ]
+    for status, answer in answers:
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["status"] == status
+    assert answers[0][1].headers["allow"] == "POST"
 
 
 async def test_a_bug_in_the_pipeline_is_a_logged_500(
@@ -62,7 +69,13 @@ async def test_a_bug_in_the_pipeline_is_a_logged_500(
     async with ingress_client(settings) as http:
         response = await http.post("/webhooks/gh/github", content=body, headers=headers)
     assert response.status_code == 500
-    assert response.json() == {"error": "internal", "detail": "internal error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://hookline.dev/problems/internal",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "the request could not be handled",
+    }
     failed = [r for r in caplog.records if r.getMessage() == "webhook request failed"]
     assert failed and failed[0].exc_info is not None
     lines = [r for r in caplog.records if r.getMessage() == "webhook request"]

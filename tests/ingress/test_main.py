@@ -4,6 +4,7 @@ API, logs JSON, exits 0 on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.ingress import create_ingress_app
+from services.ingress.main import frozen_startup_heap
 from shared.settings import Settings
 from shared.topics import Topics
 from testkit import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
@@ -105,3 +108,18 @@ async def test_ingress_process_serves_and_stops_cleanly_on_sigterm(
     assert "proc-secret" not in log_path.read_text()
     records = await read_topic(settings.kafka_bootstrap_servers, topics.inbound, min_count=1)
     assert len(records) == 1
+
+
+async def test_the_process_tuning_is_the_entry_points_and_undone_at_stop(
+    settings: Settings, topics: Topics
+):
+    # An app built in a test leaves the interpreter's collector as it was; the one
+    # ``hookline ingress`` serves moves what start-up built out of its way while serving.
+    before = gc.get_freeze_count()
+    plain = create_ingress_app(settings)
+    async with plain.router.lifespan_context(plain):
+        assert gc.get_freeze_count() == before
+    served = create_ingress_app(settings, while_serving=frozen_startup_heap)
+    async with served.router.lifespan_context(served):
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before

@@ -10,13 +10,13 @@ import orjson
 import pytest
 
 from services.ingress._body import ParsedBody, parse_body, read_capped
-from services.ingress._errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType
 from services.ingress._events import (
     dedupe_id,
     event_type,
     normalize_gitlab_event,
     provider_event_id,
 )
+from shared.errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -11,12 +11,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from services.ingress._signatures import (
-    SignatureRejected,
     verify_github,
     verify_gitlab,
     verify_slack,
     verify_standard,
 )
+from shared.errors import SignatureRejected
 from shared.standard_webhooks import sign
 from testkit import FIXTURES
 
