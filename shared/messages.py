@@ -268,9 +268,16 @@ class OperationState(Message):
     event_types: list[str] | None = None
     dead_letter_id: str | None = None
     topic: str | None = Field(default=None, description="the topic the job reads or writes")
-    positions: dict[str, int] = Field(default_factory=dict)
-    ends: dict[str, int] = Field(default_factory=dict)
+    positions: dict[str, int] = Field(
+        default_factory=dict,
+        description="per partition: the next offset to read (a dead-letter retry: where the "
+        "record was written)",
+    )
+    ends: dict[str, int] = Field(default_factory=dict, description="per partition: where to stop")
     counts: dict[str, int] = Field(default_factory=dict)
+    ids: list[str] = Field(
+        default_factory=list, description="the first 1000 deliveries a recovery sent again"
+    )
     error: str | None = None
     owner: str | None = Field(default=None, description="the admin replica running the job")
 

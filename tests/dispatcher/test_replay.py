@@ -62,8 +62,9 @@ async def test_replays_start_once_per_replay_and_redeliveries_stay_deduplicated(
     inbound = await read_topic(bootstrap, topics.inbound, min_count=4)
     ids = [inbound_event_id(r.partition, r.offset) for r in inbound]
     by_run = {q.run_id: q.trigger for q in queued}
-    assert by_run[first] is not None and by_run[first].replay_id is None
-    assert by_run[first].inbound_event_id == ids[0]
-    assert by_run[again] is not None and by_run[again].replay_id == "rpl-1"
-    assert by_run[again].inbound_event_id == ids[1], "the first replay record started it"
+    first_trigger, replay_trigger = by_run[first], by_run[again]
+    assert first_trigger is not None and replay_trigger is not None
+    assert first_trigger.replay_id is None and first_trigger.inbound_event_id == ids[0]
+    assert replay_trigger.replay_id == "rpl-1"
+    assert replay_trigger.inbound_event_id == ids[1], "the first replay record started it"
     assert {c.run_id: c.trigger for c in cmds} == by_run
