@@ -3,17 +3,40 @@ letters, replays and recoveries, and per-subscription health."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.messages import DeliveryOutcome, OperationKind, OperationStatus, SourceRecord
 
 from .models import EntityId, ExternalId, ListQuery, Strict
 
-Since = Annotated[AwareDatetime | None, Field(description="from this time on (RFC 3339)")]
-Until = Annotated[AwareDatetime | None, Field(description="before this time (RFC 3339)")]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _rfc3339(value: Any) -> Any:
+    # A query string is lax: "0.5" would otherwise pass as a Unix time.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _after_epoch(value: datetime) -> datetime:
+    if value < EPOCH:
+        raise ValueError("the time must be after 1970")
+    return value
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_after_epoch)]
+Since = Annotated[Time | None, Field(description="from this time on (RFC 3339)")]
+Until = Annotated[Time | None, Field(description="before this time (RFC 3339)")]
 RequestId = Annotated[
     EntityId | None,
     Field(description="the request's id; the same id again answers the same job (idempotent)"),
@@ -188,19 +211,28 @@ class DeadLetterRetryOut(BaseModel):
 # -- replays and recoveries ------------------------------------------------------------------
 
 
-class ReplayIn(Strict):
+class _Window(Strict):
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        until, since = getattr(self, "until", None), getattr(self, "since", None)
+        if until is not None and since is not None and until <= since:
+            raise ValueError("until must be after since")
+        return self
+
+
+class ReplayIn(_Window):
     id: RequestId = None
-    since: AwareDatetime
-    until: AwareDatetime | None = None
+    since: Time = Field(description="RFC 3339, with a time zone")
+    until: Time | None = None
     event_types: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = (
         Field(default=None, max_length=100, description="patterns, as in bindings; all if absent")
     )
 
 
-class RecoverIn(Strict):
+class RecoverIn(_Window):
     id: RequestId = None
-    since: AwareDatetime = Field(description="RFC 3339, with a time zone")
-    until: AwareDatetime | None = None
+    since: Time = Field(description="RFC 3339, with a time zone")
+    until: Time | None = None
 
 
 class OperationOut(BaseModel):
