@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiokafka.structs import RecordMetadata
 
 from shared.cloudevents import KafkaRecord, encode
@@ -50,8 +51,9 @@ def attempt(
         "response_excerpt": "ok" if outcome == "succeeded" else "boom",
         "attempted_at": at,
         "url": "https://r.example/",
-        "body": '{"type":"workflow.completed","data":{"run_id":"%s"},"n":"%s"}'
-        % (run_id, delivery),
+        "body": orjson.dumps(
+            {"type": "workflow.completed", "data": {"run_id": run_id}, "n": delivery}
+        ).decode(),
     }
     base.update(fields)
     return DeliveryAttempted(**base)

@@ -45,7 +45,7 @@ async def test_health_over_three_windows_and_as_series(settings: Settings, topic
                 latency_ms=float(10 * (i + 1)),
             )
             for i in range(4)
-        ),  # fmt: skip
+        ),
         # Just now: five failures in a row, the breaker's threshold.
         *(
             attempt(
@@ -58,7 +58,7 @@ async def test_health_over_three_windows_and_as_series(settings: Settings, topic
                 status_code=503,
             )
             for i in range(5)
-        ),  # fmt: skip
+        ),
         # Hand-ons past an open breaker made no request: not counted.
         attempt(
             "f-x",
@@ -69,7 +69,7 @@ async def test_health_over_three_windows_and_as_series(settings: Settings, topic
             error="circuit_open",
             status_code=None,
             latency_ms=None,
-        ),  # fmt: skip
+        ),
     ]
     await write(bootstrap, topics.delivery_attempts, records)
     async with running_admin(settings, topics) as admin:

@@ -120,7 +120,7 @@ async def test_a_restart_answers_the_same_rows_and_a_lost_file_is_rebuilt(
     path = settings.admin_view_path
     assert isinstance(path, Path)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 (a test's few files)
     async with running_admin(settings, topics) as rebuilt:
         await caught_up(rebuilt)
         assert await snapshot(rebuilt.client, ids) == before
