@@ -147,6 +147,7 @@ class AdminContext:
         self._db: ViewDatabase | None = None
         self._materializer: Materializer | None = None
         self._jobs: JobRunner | None = None
+        self._jobs_up = asyncio.Event()
         self._offsets: AIOKafkaConsumer | None = None
         self.config_partitions: list[TopicPartition] = []
 
@@ -245,7 +246,11 @@ class AdminContext:
             with contextlib.suppress(TimeoutError):
                 # A long backlog must not hold the API back; the view fills in behind.
                 await asyncio.wait_for(asyncio.shield(materializer.wait_ready(3600)), OPS_VIEW_WAIT)
-            if not materializer.ready:
+            if materializer.ready:
+                # Ready to serve all of it: the job runner follows the view at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._jobs_up.wait(), OPS_VIEW_WAIT)
+            else:
                 log.warning("the operations view is still catching up; serving meanwhile")
             log.info(
                 "admin API ready",
@@ -269,10 +274,12 @@ class AdminContext:
         handlers = {"replay": kinds.replay_records, "recovery": kinds.recover_records}
         async with JobRunner(self, handlers) as jobs, HealthMetrics(self):
             self._jobs = jobs
+            self._jobs_up.set()
             try:
                 await stop.wait()
             finally:
                 self._jobs = None
+                self._jobs_up.clear()
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event) -> None:

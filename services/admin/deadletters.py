@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,7 +30,7 @@ from shared.errors import PoisonMessage
 from shared.kafka import create_consumer
 from shared.messages import DeliveryDue, OperationState
 
-from .context import SOURCE, AdminContext
+from .context import SOURCE, AdminContext, unavailable
 from .jobs import load, save
 from .listing import Page
 from .opsmodels import (
@@ -188,6 +189,8 @@ class DeadLetterHandlers:
                         raise ApiError(410, "gone", "the dead-letter topic no longer holds it")
         except TimeoutError as exc:
             raise ApiError(410, "gone", "the dead-letter topic no longer holds it") from exc
+        except KafkaError as exc:
+            raise unavailable("Kafka did not answer in time") from exc
         finally:
             await consumer.stop()
 

@@ -82,14 +82,16 @@ async def window(
     bootstrap = ctx.settings.kafka_bootstrap_servers
     tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
     consumer = create_consumer(bootstrap, group_id=None, client_id="hookline-admin-jobs")
-    await consumer.start()
     try:
+        await consumer.start()
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: _ms(since) for tp in tps})
         stops = dict(ends)
         if until is not None:
             at_until = await consumer.offsets_for_times({tp: _ms(until) for tp in tps})
             stops = {tp: (at_until[tp].offset if at_until[tp] else ends[tp]) for tp in tps}
+    except (KafkaError, TimeoutError) as exc:
+        raise unavailable("Kafka did not say where the window starts in time") from exc
     finally:
         await consumer.stop()
     positions = {str(tp.partition): (starts[tp].offset if starts[tp] else ends[tp]) for tp in tps}

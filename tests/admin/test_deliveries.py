@@ -1,4 +1,4 @@
-"""The delivery log endpoints, redelivery and recovery, and publishing events over HTTP.
+"""The deliveries endpoints, redelivery, and publishing events over HTTP.
 
 Attempt records are written straight to ``delivery-attempts`` as the delivery
 service would; what redelivery asks for is read back from the first retry tier.
