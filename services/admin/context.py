@@ -139,7 +139,14 @@ class AdminContext:
         self.readiness = Readiness()
         self.readiness.add("config_view", lambda: self._view is not None and self._view.ready)
         self.readiness.add("broker", self._broker_reachable)
-        self.readiness.add("operations_view", lambda: self._jobs is not None)
+        self.readiness.add(
+            "operations_view",
+            lambda: (
+                self._jobs is not None
+                and self._materializer is not None
+                and self._materializer.running
+            ),
+        )
         self.store = ConfigStore(self)
         self.replica = settings.replica_id or socket.gethostname() or "admin"
         self._producer: AIOKafkaProducer | None = None
