@@ -252,7 +252,7 @@ class AdminContext:
             stack.push_async_callback(_finish, behind, stop)
             with contextlib.suppress(TimeoutError):
                 # A long backlog must not hold the API back; the view fills in behind.
-                await asyncio.wait_for(asyncio.shield(materializer.wait_ready(3600)), OPS_VIEW_WAIT)
+                await materializer.wait_ready(OPS_VIEW_WAIT)
             if materializer.ready:
                 # Ready to serve all of it: the job runner follows the view at once.
                 with contextlib.suppress(TimeoutError):
@@ -292,7 +292,7 @@ class AdminContext:
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     stop.set()
     if not task.done():
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, 10)
     elif not task.cancelled() and task.exception() is not None:
         log.error("the job runner failed", extra={"error": repr(task.exception())})

@@ -11,7 +11,6 @@ from prometheus_client import REGISTRY
 from services.admin.endpoint_health import HealthMetrics
 from shared.settings import Settings
 from shared.topics import Topics
-from testkit.config import put_entities, subscription
 from testkit.kafka import wait_until
 from testkit.opsdata import attempt, write
 
@@ -19,18 +18,11 @@ from .conftest import running_admin
 
 pytestmark = pytest.mark.kafka
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
 
 async def test_health_over_three_windows_and_as_series(settings: Settings, topics: Topics):
     settings = settings.model_copy(update={"subscription_metrics": True, "breaker_cooldown": 60.0})
     bootstrap = settings.kafka_bootstrap_servers
     now = datetime.now(UTC)
-    await put_entities(
-        bootstrap,
-        topics.config,
-        subscription("sub-h", secrets=[SECRET], url="https://r.example/"),
-    )
     records = [
         # Two hours ago: in the day only.
         attempt("d-old", 1, "succeeded", now - timedelta(hours=2), subscription_id="sub-h"),
@@ -71,8 +63,12 @@ async def test_health_over_three_windows_and_as_series(settings: Settings, topic
             latency_ms=None,
         ),
     ]
-    await write(bootstrap, topics.delivery_attempts, records)
     async with running_admin(settings, topics) as admin:
+        made = await admin.client.post(
+            "/v1/subscriptions", json={"id": "sub-h", "url": "https://r.example/"}
+        )
+        assert made.status_code == 201, made.text
+        await write(bootstrap, topics.delivery_attempts, records)
 
         async def counted() -> bool:
             answer = await admin.client.get("/v1/deliveries", params={"subscription_id": "sub-h"})
