@@ -198,6 +198,12 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
     return main(args, settings)
 
 
+def _opsdata(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.opsdata import run
+
+    return run(args, settings)
+
+
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from devstack.stack import main
 
@@ -267,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="the admin API (default http://127.0.0.1:$HOOKLINE_ADMIN_PORT)"
     )
     apply.set_defaults(func=_apply)
+
+    from cli.opsdata import add_parsers  # argparse only: the commands import httpx when run
+
+    add_parsers(sub, _opsdata)
     return parser
 
 

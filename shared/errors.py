@@ -26,7 +26,10 @@
         ├── Conflict              409 (a base: the write cannot be done in the present state)
         │   ├── AlreadyExists     409 already_exists
         │   ├── SubscriptionGone  409 subscription_gone
-        │   └── NotRedeliverable  409 not_redeliverable
+        │   ├── NotRedeliverable  409 not_redeliverable
+        │   ├── NotRetryable      409 not_retryable
+        │   └── IdInUse           409 id_in_use
+        ├── Gone                  410 gone
         ├── VersionConflict       412 version_conflict
         ├── BodyTooLarge          413 too_large
         ├── UnsupportedMediaType  415 unsupported_media_type
@@ -218,6 +221,24 @@ class NotRedeliverable(Conflict):
     slug, title = "not_redeliverable", "Not redeliverable"
 
 
+class NotRetryable(Conflict):
+    """A dead letter that cannot go back where it came from."""
+
+    slug, title = "not_retryable", "Not retryable"
+
+
+class IdInUse(Conflict):
+    """A request id (``Idempotency-Key``) already names a different request."""
+
+    slug, title = "id_in_use", "Id in use"
+
+
+class Gone(HttpProblem):
+    """What the id named existed, but Kafka's retention has removed it."""
+
+    status, slug, title = 410, "gone", "Gone"
+
+
 class VersionConflict(HttpProblem):
     status, slug, title = 412, "version_conflict", "Version conflict"
 
@@ -256,6 +277,7 @@ PROBLEM_FOR_STATUS: dict[int, type[HttpProblem]] = {
         NotFound,
         MethodNotAllowed,
         Conflict,
+        Gone,
         VersionConflict,
         BodyTooLarge,
         UnsupportedMediaType,

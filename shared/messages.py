@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 def utcnow() -> datetime:
@@ -27,6 +27,34 @@ class Message(BaseModel):
 # -- inbound -------------------------------------------------------------------------------
 
 PayloadEncoding = Literal["json", "form", "text", "base64"]
+Verification = Literal[
+    "github-sha256",
+    "github-sha1",
+    "gitlab-token",
+    "gitlab-signature",
+    "standard-webhooks",
+    "slack-v0",
+    "unsigned",
+]
+
+
+def inbound_event_id(partition: int, offset: int) -> str:
+    """The id of the inbound record at (partition, offset) of ``inbound``: ``in_<p>_<o>``.
+
+    A position, not the CloudEvents id: a provider's redelivery carries the same
+    CloudEvents id as the original (the ingress derives it from the provider's delivery
+    id), yet it is a record of its own, and an operator needs to tell the two apart.
+    """
+    return f"in_{partition}_{offset}"
+
+
+class ReplayMarker(BaseModel):
+    """On an inbound record the admin API wrote again: which replay, and of what."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: str = Field(description="the replay's id; part of the replayed runs' ids")
+    requested_at: datetime
+    of: str = Field(description="the inbound event id of the record replayed")
 
 
 class WebhookReceived(Message):
@@ -44,6 +72,23 @@ class WebhookReceived(Message):
     headers: dict[str, str] = Field(default_factory=dict, description="credentials removed")
     payload_encoding: PayloadEncoding = "json"
     payload: Any = None
+    verification: Verification | None = Field(
+        default=None,
+        description="how the ingress verified the request (absent from older records)",
+    )
+    replay: ReplayMarker | None = Field(
+        default=None, description="set on records written again by a replay; absent otherwise"
+    )
+
+
+class RunTrigger(BaseModel):
+    """What started a run: carried by its command and by every lifecycle event of it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    webhook_id: str
+    inbound_event_id: str = Field(description="``in_<partition>_<offset>`` of the inbound record")
+    provider_event_id: str
+    replay_id: str | None = Field(default=None, description="set when the run is a replay")
 
 
 # -- workflow commands ---------------------------------------------------------------------
@@ -61,6 +106,7 @@ class RunRequested(Message):
     event_type: str
     requested_at: datetime
     input: WebhookReceived
+    trigger: RunTrigger | None = None
 
 
 # -- lifecycle events ----------------------------------------------------------------------
@@ -75,11 +121,25 @@ class ErrorInfo(BaseModel):
 
 
 class LifecycleEvent(Message):
-    """What subscribers receive. ``ce_type`` is the event type itself."""
+    """What subscribers receive. ``ce_type`` is the event type itself.
+
+    ``trigger`` is left out of the JSON when unknown (an engine that does not pass it on),
+    so bodies of events without one stay as they were.
+    """
 
     workflow_id: str
     run_id: str
     occurred_at: datetime
+    trigger: RunTrigger | None = Field(
+        default=None, description="the inbound event that started the run, when known"
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unknown_trigger(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("trigger", 0) is None:
+            del data["trigger"]
+        return data
 
 
 class WorkflowStarted(LifecycleEvent):
@@ -180,6 +240,48 @@ class DeliveryAttempted(Message):
     body: str | None = Field(default=None, description="kept so a redelivery can resend it")
 
 
+# -- operations ----------------------------------------------------------------------------
+
+OperationKind = Literal["replay", "recovery", "dead_letter_retry"]
+OperationStatus = Literal["running", "completed", "failed"]
+
+
+class OperationState(Message):
+    """The latest state of a replay, a recovery or a dead-letter retry.
+
+    On the ``operations`` topic, keyed ``<kind>/<id>``, written by the admin API at the
+    start, as it goes (``positions``: per partition, the next offset to read, so a job
+    resumes where it stopped) and at the end. The admin view keeps the latest per key.
+    """
+
+    ce_type: ClassVar[str] = "hookline.operation.state"
+
+    id: str
+    kind: OperationKind
+    status: OperationStatus
+    requested_at: datetime
+    updated_at: datetime
+    webhook_id: str | None = None
+    subscription_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    event_types: list[str] | None = None
+    dead_letter_id: str | None = None
+    topic: str | None = Field(default=None, description="the topic the job reads or writes")
+    positions: dict[str, int] = Field(
+        default_factory=dict,
+        description="per partition: the next offset to read (a dead-letter retry: where the "
+        "record was written)",
+    )
+    ends: dict[str, int] = Field(default_factory=dict, description="per partition: where to stop")
+    counts: dict[str, int] = Field(default_factory=dict)
+    ids: list[str] = Field(
+        default_factory=list, description="the first 1000 deliveries a recovery sent again"
+    )
+    error: str | None = None
+    owner: str | None = Field(default=None, description="the admin replica running the job")
+
+
 # -- registry ------------------------------------------------------------------------------
 
 TOPIC_MESSAGES: tuple[type[Message], ...] = (
@@ -188,4 +290,5 @@ TOPIC_MESSAGES: tuple[type[Message], ...] = (
     *LIFECYCLE_EVENTS,
     DeliveryDue,
     DeliveryAttempted,
+    OperationState,
 )

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
         description="stable per replica (transactional ids); the host name when unset",
     )
 
+    # Admin: its view of the operations data (rebuilt from Kafka when missing)
+    admin_view_path: Path | None = Field(
+        default=None,
+        description="the view's SQLite file; <cache_dir>/admin/<topic prefix>view.sqlite3 "
+        "when unset",
+    )
+    subscription_metrics: bool = Field(
+        default=False,
+        description="per-subscription health series on /metrics (one label per subscription)",
+    )
+
     # Delivery
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = STANDARD_RETRY_SCHEDULE
     retry_jitter: float = Field(default=0.2, ge=0, le=1)

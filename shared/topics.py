@@ -48,6 +48,7 @@ class Topics:
     delivery_attempts: str
     dlq: str
     dispatcher_runs: str
+    operations: str
     retry_tiers: tuple[str, ...]
     specs: tuple[TopicSpec, ...] = field(repr=False)
 
@@ -106,6 +107,9 @@ def topic_registry(
         spec("dlq", "delete", 30 * DAY_MS),
         # The dispatcher's record of runs it started: a compacted changelog keyed by run id.
         spec("dispatcher-runs", "compact", None, extra=compact_fast),
+        # Replays, recoveries and dead-letter retries: the latest state per operation,
+        # kept 30 days (the dlq's retention) so a request id stays idempotent that long.
+        spec("operations", "compact,delete", 30 * DAY_MS, parts=1, extra=compact_fast),
         *tiers,
     )
     return Topics(
@@ -117,6 +121,7 @@ def topic_registry(
         delivery_attempts=prefix + "delivery-attempts",
         dlq=prefix + "dlq",
         dispatcher_runs=prefix + "dispatcher-runs",
+        operations=prefix + "operations",
         retry_tiers=tuple(t.name for t in tiers),
         specs=specs,
     )

@@ -110,8 +110,9 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def settings(bootstrap: str, topic_prefix: str) -> Settings:
+def settings(bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
     return Settings(
+        admin_view_path=tmp_path / "admin-view.sqlite3",
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=topic_prefix,
         topic_partitions=3,

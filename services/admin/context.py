@@ -1,9 +1,13 @@
 """What the admin API holds while it runs, and how it writes configuration.
 
-:class:`AdminContext` owns the Kafka producer, the config view, the delivery
-log and a small consumer used only to read the config topic's end offsets.
-Its :meth:`AdminContext.lifespan` creates the topics, starts them, waits for
-the views to catch up, and stops them in reverse order.
+:class:`AdminContext` owns the Kafka producer, the config view, the view
+database of the operations data and its materializer, the job runner
+(replays, recoveries), and a small consumer used only to read the config
+topic's end offsets. Its :meth:`AdminContext.lifespan` creates the topics,
+starts them, waits for the config view to catch up, and stops them in reverse
+order. The operations view catches up behind: until it has, ``/readyz`` says
+not ready and the routes that read it answer 503; the job runner starts (and
+resumes interrupted jobs) once it has.
 
 :class:`ConfigStore` is the one way configuration is written: a record on the
 compacted ``config`` topic, acknowledged by Kafka, then awaited in this
@@ -17,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -34,13 +41,24 @@ from shared.kafka import create_consumer, create_producer, ensure_topics, topic_
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 
-from .delivery_log import DeliveryLog
+from .materialize import Materializer
+from .viewdb import ViewDatabase
+
+if TYPE_CHECKING:
+    from .jobs import JobRunner
 
 log = logging.getLogger("hookline.admin")
 
 SOURCE = "/hookline/admin"
 VIEW_WAIT = 10.0
-DELIVERY_LOG_WAIT = 15.0
+OPS_VIEW_WAIT = 15.0
+
+
+def view_path(settings: Settings) -> Path:
+    """The operations view's file: ``HOOKLINE_ADMIN_VIEW_PATH``, else one per topic prefix."""
+    if settings.admin_view_path is not None:
+        return settings.admin_view_path
+    return settings.cache_dir / "admin" / f"{settings.topic_prefix}view.sqlite3"
 
 
 def require_settings(settings: Settings) -> tuple[SecretBox, list[str]]:
@@ -120,10 +138,22 @@ class AdminContext:
         self.readiness = Readiness()
         self.readiness.add("config_view", lambda: self._view is not None and self._view.ready)
         self.readiness.add("broker", self._broker_reachable)
+        self.readiness.add(
+            "operations_view",
+            lambda: (
+                self._jobs is not None
+                and self._materializer is not None
+                and self._materializer.running
+            ),
+        )
         self.store = ConfigStore(self)
+        self.replica = settings.replica_id or socket.gethostname() or "admin"
         self._producer: AIOKafkaProducer | None = None
         self._view: ConfigView | None = None
-        self._log: DeliveryLog | None = None
+        self._db: ViewDatabase | None = None
+        self._materializer: Materializer | None = None
+        self._jobs: JobRunner | None = None
+        self._jobs_up = asyncio.Event()
         self._offsets: AIOKafkaConsumer | None = None
         self.config_partitions: list[TopicPartition] = []
 
@@ -142,10 +172,23 @@ class AdminContext:
         return self._view
 
     @property
-    def delivery_log(self) -> DeliveryLog:
-        if self._log is None:
+    def materializer(self) -> Materializer:
+        if self._materializer is None:
             raise unavailable("the admin API is starting")
-        return self._log
+        return self._materializer
+
+    @property
+    def view_db(self) -> ViewDatabase:
+        """The operations view; 503 until it has caught up with the topics."""
+        if self._db is None or self._materializer is None or not self._materializer.ready:
+            raise unavailable("the operations view is catching up with Kafka")
+        return self._db
+
+    @property
+    def jobs(self) -> JobRunner:
+        if self._jobs is None:
+            raise unavailable("the operations view is catching up with Kafka")
+        return self._jobs
 
     @property
     def offsets(self) -> AIOKafkaConsumer:
@@ -197,22 +240,24 @@ class AdminContext:
             view = await stack.enter_async_context(
                 ConfigView(bootstrap, self.topics.config, secret_box=self.box)
             )
-            delivery_log = await stack.enter_async_context(
-                DeliveryLog(bootstrap, self.topics.delivery_attempts)
-            )
+            db = await stack.enter_async_context(ViewDatabase(view_path(settings)))
+            materializer = await stack.enter_async_context(Materializer(bootstrap, self.topics, db))
             await view.wait_ready()
-            try:
-                await delivery_log.wait_ready(timeout=DELIVERY_LOG_WAIT)
-            except TimeoutError:
-                # A long log must not hold the API back; it keeps filling in behind.
-                log.warning("the delivery log is still catching up; serving meanwhile")
             self.config_partitions = [TopicPartition(self.topics.config, p) for p in partitions]
-            self._producer, self._offsets, self._view, self._log = (
-                producer,
-                offsets,
-                view,
-                delivery_log,
-            )
+            self._producer, self._offsets, self._view = producer, offsets, view
+            self._db, self._materializer = db, materializer
+            stop = asyncio.Event()
+            behind = asyncio.create_task(self._once_caught_up(stop), name="admin-jobs")
+            stack.push_async_callback(_finish, behind, stop)
+            with contextlib.suppress(TimeoutError):
+                # A long backlog must not hold the API back; the view fills in behind.
+                await materializer.wait_ready(OPS_VIEW_WAIT)
+            if materializer.ready:
+                # Ready to serve all of it: the job runner follows the view at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._jobs_up.wait(), OPS_VIEW_WAIT)
+            else:
+                log.warning("the operations view is still catching up; serving meanwhile")
             log.info(
                 "admin API ready",
                 extra={"config_topic": self.topics.config, "entities": _count(view)},
@@ -220,7 +265,36 @@ class AdminContext:
             try:
                 yield
             finally:
-                self._producer = self._offsets = self._view = self._log = None
+                self._producer = self._offsets = self._view = None
+                self._db = self._materializer = None
+
+    async def _once_caught_up(self, stop: asyncio.Event) -> None:
+        """Once the view has caught up: the job runner (resuming jobs), the health series."""
+        from .endpoint_health import HealthMetrics
+        from .jobs import JobRunner
+        from .replays import ReplayJobs
+
+        assert self._materializer is not None
+        await self._materializer.wait_ready(timeout=24 * 3600)
+        kinds = ReplayJobs(self)
+        handlers = {"replay": kinds.replay_records, "recovery": kinds.recover_records}
+        async with JobRunner(self, handlers) as jobs, HealthMetrics(self):
+            self._jobs = jobs
+            self._jobs_up.set()
+            try:
+                await stop.wait()
+            finally:
+                self._jobs = None
+                self._jobs_up.clear()
+
+
+async def _finish(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    if not task.done():
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, 10)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("the job runner failed", extra={"error": repr(task.exception())})
 
 
 def _count(view: ConfigView) -> int:

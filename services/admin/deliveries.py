@@ -1,4 +1,4 @@
-"""The delivery log over HTTP, redelivery, recovery, and publishing lifecycle events.
+"""The deliveries over HTTP (from the admin view), redelivery, and publishing lifecycle events.
 
 Redelivery contract with the delivery service: a :class:`~shared.messages.DeliveryDue`
 with the same ``delivery_id`` and ``message_id`` (the ``webhook-id``), the recorded
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,66 +20,114 @@ from starlette.responses import Response
 
 from shared.cloudevents import encode, new_event_id
 from shared.errors import NotRedeliverable, SubscriptionGone
-from shared.messages import DeliveryDue
+from shared.messages import DeliveryDue, SourceRecord
 
 from .context import SOURCE, AdminContext, unavailable
-from .delivery_log import DeliveryRecord
-from .models import (
-    AttemptOut,
-    DeliveryDetail,
-    DeliveryList,
-    DeliveryOut,
-    DeliveryQuery,
-    PublishedOut,
-    PublishEventIn,
-    RecoverIn,
-    RecoverOut,
-    RedeliveryOut,
-)
-from .web import (
-    decode_cursor,
-    encode_cursor,
-    invalid,
-    model_response,
-    not_found,
-    parse,
-    parse_query,
-    read_json,
-)
+from .listing import Page, dict_rows
+from .models import PublishedOut, PublishEventIn
+from .opsmodels import DeliveryDetail, DeliveryList, DeliveryOut, DeliveryQuery, RedeliveryOut
+from .viewdb import from_us
+from .web import model_response, not_found, parse, parse_query, read_json
 
 log = logging.getLogger("hookline.admin")
 
-RECOVERABLE = ("failed", "exhausted")
+SUMMARY = (
+    "delivery_id, message_id, subscription_id, event_type, workflow_id, run_id, outcome, "
+    "attempt_count, first_attempt_at, last_attempt_at, status_code, next_attempt_at"
+)
+ATTEMPTS = (
+    "SELECT delivery_id, attempt, outcome, status_code, error, latency_ms, response_excerpt, "
+    "next_attempt_at, attempted_at, url FROM attempts WHERE delivery_id IN ({marks}) "
+    "ORDER BY rowid"
+)
 
 
-def summary(record: DeliveryRecord) -> dict[str, Any]:
-    latest = record.latest
+def _summary(row: Any, attempts: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {
-        "id": record.delivery_id,
-        "message_id": latest.message_id,
-        "subscription_id": latest.subscription_id,
-        "event_type": latest.event_type,
-        "workflow_id": latest.workflow_id,
-        "outcome": latest.outcome,
-        "attempt_count": len(record.attempts),
-        "last_attempt_at": latest.attempted_at,
-        "status_code": latest.status_code,
-        "next_attempt_at": latest.next_attempt_at,
+        "id": row["delivery_id"],
+        "message_id": row["message_id"],
+        "subscription_id": row["subscription_id"],
+        "event_type": row["event_type"],
+        "workflow_id": row["workflow_id"],
+        "run_id": row["run_id"],
+        "outcome": row["outcome"],
+        "attempt_count": row["attempt_count"],
+        "first_attempt_at": from_us(row["first_attempt_at"]),
+        "last_attempt_at": from_us(row["last_attempt_at"]),
+        "status_code": row["status_code"],
+        "next_attempt_at": from_us(row["next_attempt_at"]),
+        "attempts": attempts,
     }
 
 
-def due_for(record: DeliveryRecord, now: datetime) -> DeliveryDue | None:
-    """The record that asks the delivery service to send ``record`` again, when it can."""
-    body, source = record.body, record.source
+def _attempts_of(
+    conn: sqlite3.Connection, deliveries: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each delivery's attempts, oldest first (``deliveries``: id → its webhook-id)."""
+    out: dict[str, list[dict[str, Any]]] = {d: [] for d in deliveries}
+    if not deliveries:
+        return out
+    sql = ATTEMPTS.format(marks=", ".join("?" for _ in deliveries))
+    for a in dict_rows(conn, sql, list(deliveries)):
+        for name in ("next_attempt_at", "attempted_at"):
+            a[name] = from_us(a[name])
+        a["webhook_id"] = deliveries[a["delivery_id"]]
+        out[a.pop("delivery_id")].append(a)
+    return out
+
+
+def list_deliveries(
+    conn: sqlite3.Connection, q: DeliveryQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    page = (
+        Page("deliveries", "last_attempt_at", "delivery_id")
+        .equal("subscription_id", q.subscription_id)
+        .equal("event_type", q.event_type)
+        .equal("outcome", q.outcome)
+        .equal("workflow_id", q.workflow_id)
+        .equal("run_id", q.run_id)
+        .between(q.since, q.until)
+        .after(q.cursor)
+    )
+    rows, cursor = page.fetch(conn, SUMMARY, q.limit)
+    attempts = (
+        _attempts_of(conn, {r["delivery_id"]: r["message_id"] for r in rows}) if q.attempts else {}
+    )
+    return [_summary(r, attempts.get(r["delivery_id"])) for r in rows], cursor
+
+
+def get_delivery(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any] | None:
+    cursor = conn.execute(
+        f"SELECT {SUMMARY}, body, source_topic, source_partition, source_offset "  # noqa: S608
+        "FROM deliveries WHERE delivery_id = ?",
+        (delivery_id,),
+    )
+    cursor.row_factory = sqlite3.Row
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    attempts = _attempts_of(conn, {delivery_id: row["message_id"]})[delivery_id]
+    source = None
+    if row["source_topic"] is not None:
+        source = SourceRecord(
+            topic=row["source_topic"],
+            partition=row["source_partition"],
+            offset=row["source_offset"],
+        )
+    return {**_summary(row, attempts), "body": row["body"], "source": source}
+
+
+def due_for(delivery: dict[str, Any], now: datetime) -> DeliveryDue | None:
+    """The record that asks the delivery service to send ``delivery`` again, when it can."""
+    body, source = delivery.get("body"), delivery.get("source")
     if body is None or source is None:
         return None
-    latest = record.latest
     return DeliveryDue(
-        delivery_id=record.delivery_id,
-        message_id=latest.message_id,
-        subscription_id=latest.subscription_id,
-        event_type=latest.event_type,
-        workflow_id=latest.workflow_id,
+        delivery_id=delivery["id"],
+        message_id=delivery["message_id"],
+        subscription_id=delivery["subscription_id"],
+        event_type=delivery["event_type"],
+        workflow_id=delivery["workflow_id"],
         source=source,
         body=body,
         attempt=1,
@@ -87,55 +136,49 @@ def due_for(record: DeliveryRecord, now: datetime) -> DeliveryDue | None:
     )
 
 
+async def send_dues(ctx: AdminContext, dues: list[DeliveryDue]) -> None:
+    """All of ``dues`` to the first retry tier, each acknowledged; 503 otherwise."""
+    if not dues:
+        return
+    topic = ctx.topics.retry_tier(2)
+    producer = ctx.producer
+    try:
+        async with asyncio.timeout(ctx.settings.publish_timeout):
+            futures = []
+            for due in dues:
+                rec = encode(due, key=due.subscription_id, source=SOURCE)
+                futures.append(
+                    await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
+                )
+            await asyncio.gather(*futures)
+    except (TimeoutError, KafkaError) as exc:
+        raise unavailable("Kafka did not acknowledge the redelivery in time") from exc
+
+
 class DeliveryHandlers:
     def __init__(self, ctx: AdminContext) -> None:
         self.ctx = ctx
 
     async def list_all(self, request: Request) -> Response:
         query = parse_query(request, DeliveryQuery)
-        before: tuple[datetime, str] | None = None
-        if query.cursor is not None:
-            before = _order_cursor(decode_cursor(query.cursor))
-        found = self.ctx.delivery_log.query(
-            subscription_id=query.subscription_id,
-            event_type=query.event_type,
-            outcome=query.outcome,
-            before=before,
-            limit=query.limit + 1,
-        )
-        page = found[: query.limit]
-        next_cursor = None
-        if len(found) > query.limit:
-            at, last_id = page[-1].order_key
-            next_cursor = encode_cursor([at.isoformat(), last_id])
+        items, cursor = await self.ctx.view_db.read(lambda c: list_deliveries(c, query))
         listing = DeliveryList(
-            items=[DeliveryOut.model_validate(summary(d)) for d in page], next_cursor=next_cursor
+            items=[DeliveryOut.model_validate(d) for d in items], next_cursor=cursor
         )
         return model_response(listing)
 
     async def get(self, request: Request) -> Response:
-        record = self._require(request.path_params["id"])
-        detail = DeliveryDetail.model_validate(
-            {
-                **summary(record),
-                "source": record.source,
-                "body": record.body,
-                "attempts": [
-                    AttemptOut.model_validate(a.model_dump(include=set(AttemptOut.model_fields)))
-                    for a in record.attempts
-                ],
-            }
-        )
-        return model_response(detail)
+        found = await self._require(request.path_params["id"])
+        return model_response(DeliveryDetail.model_validate(found))
 
     async def redeliver(self, request: Request) -> Response:
-        record = self._require(request.path_params["id"])
-        if self.ctx.view.subscription(record.subscription_id) is None:
-            raise SubscriptionGone(f"subscription {record.subscription_id!r} no longer exists")
-        due = due_for(record, datetime.now(UTC))
+        found = await self._require(request.path_params["id"])
+        if self.ctx.view.subscription(found["subscription_id"]) is None:
+            raise SubscriptionGone(f"subscription {found['subscription_id']!r} no longer exists")
+        due = due_for(found, datetime.now(UTC))
         if due is None:
             raise NotRedeliverable("the log holds no body or source record for it")
-        await self._send([due])
+        await send_dues(self.ctx, [due])
         log.info(
             "redelivery requested",
             extra={"delivery_id": due.delivery_id, "subscription_id": due.subscription_id},
@@ -145,31 +188,6 @@ class DeliveryHandlers:
             message_id=due.message_id,
             subscription_id=due.subscription_id,
             due_at=due.due_at,
-        )
-        return model_response(out, 202)
-
-    async def recover(self, request: Request) -> Response:
-        subscription_id: str = request.path_params["id"]
-        if self.ctx.view.subscription(subscription_id) is None:
-            raise not_found(f"subscription {subscription_id!r}")
-        body = parse(RecoverIn, await read_json(request), "body")
-        now = datetime.now(UTC)
-        dues = []
-        for record in self.ctx.delivery_log.query(subscription_id=subscription_id):
-            if record.last_attempt_at >= body.since and record.outcome in RECOVERABLE:
-                due = due_for(record, now)
-                if due is not None:
-                    dues.append(due)
-        await self._send(dues)
-        log.info(
-            "recovery requested",
-            extra={"subscription_id": subscription_id, "deliveries": len(dues)},
-        )
-        out = RecoverOut(
-            subscription_id=subscription_id,
-            since=body.since,
-            redelivered=len(dues),
-            delivery_ids=[d.delivery_id for d in dues],
         )
         return model_response(out, 202)
 
@@ -191,39 +209,8 @@ class DeliveryHandlers:
         )
         return model_response(out, 202)
 
-    # -- helpers --------------------------------------------------------------------------
-
-    def _require(self, delivery_id: str) -> DeliveryRecord:
-        record = self.ctx.delivery_log.get(delivery_id)
-        if record is None:
+    async def _require(self, delivery_id: str) -> dict[str, Any]:
+        found = await self.ctx.view_db.read(lambda c: get_delivery(c, delivery_id))
+        if found is None:
             raise not_found(f"delivery {delivery_id!r}")
-        return record
-
-    async def _send(self, dues: list[DeliveryDue]) -> None:
-        """All of ``dues`` to the first retry tier, each acknowledged; 503 otherwise."""
-        if not dues:
-            return
-        topic = self.ctx.topics.retry_tier(2)
-        producer = self.ctx.producer
-        try:
-            async with asyncio.timeout(self.ctx.settings.publish_timeout):
-                futures = []
-                for due in dues:
-                    rec = encode(due, key=due.subscription_id, source=SOURCE)
-                    futures.append(
-                        await producer.send(topic, rec.value, key=rec.key, headers=rec.headers)
-                    )
-                await asyncio.gather(*futures)
-        except (TimeoutError, KafkaError) as exc:
-            raise unavailable("Kafka did not acknowledge the redelivery in time") from exc
-
-
-def _order_cursor(value: Any) -> tuple[datetime, str]:
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        try:
-            at = datetime.fromisoformat(value[0])
-        except ValueError:
-            at = None
-        if at is not None and at.tzinfo is not None:
-            return (at, value[1])
-    raise invalid(["query", "cursor"], "not a cursor this API gave")
+        return found

@@ -3,7 +3,8 @@
 It serves ``/v1/...``, ``/openapi.json`` and its own ``/healthz``, ``/readyz``
 and ``/metrics`` on ``HOOKLINE_ADMIN_PORT``, a port that is never exposed to the
 internet. Start: JSON logging; the app's lifespan creates the topics, starts
-its producer and reads ``config`` and the delivery log to their ends; SIGTERM or
+its producer and reads ``config`` to its end (the operations view catches up behind,
+``/readyz`` saying so until it has); SIGTERM or
 SIGINT: stop accepting connections, finish in-flight requests, stop the clients,
 exit 0. A server that cannot start (its port taken, Kafka unreachable) exits 1.
 """

@@ -21,7 +21,6 @@ from typing import Annotated, Literal
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,11 +35,9 @@ from shared.entities import Node, Provider, RateLimit, event_pattern_matches
 from shared.errors import DestinationRefused
 from shared.messages import (
     LIFECYCLE_EVENT_TYPES,
-    DeliveryOutcome,
     ErrorOccurred,
     LifecycleEvent,
     NodeCompleted,
-    SourceRecord,
     StatusChanged,
     WorkflowCompleted,
     WorkflowFailed,
@@ -482,69 +479,6 @@ class PublishedOut(BaseModel):
     topic: str
     partition: int
     offset: int
-
-
-# -- delivery log ----------------------------------------------------------------------------
-
-
-class DeliveryQuery(ListQuery):
-    subscription_id: ExternalId | None = None
-    event_type: ExternalId | None = None
-    outcome: DeliveryOutcome | None = Field(default=None, description="of the latest attempt")
-
-
-class AttemptOut(BaseModel):
-    attempt: int
-    outcome: DeliveryOutcome
-    status_code: int | None = None
-    error: str | None = None
-    latency_ms: float | None = None
-    response_excerpt: str | None = None
-    next_attempt_at: datetime | None = None
-    attempted_at: datetime
-    url: str | None = None
-
-
-class DeliveryOut(BaseModel):
-    id: str = Field(description="the delivery id")
-    message_id: str = Field(description="the webhook-id header, the same on every attempt")
-    subscription_id: str
-    event_type: str
-    workflow_id: str | None = None
-    outcome: DeliveryOutcome = Field(description="of the latest attempt")
-    attempt_count: int
-    last_attempt_at: datetime
-    status_code: int | None = None
-    next_attempt_at: datetime | None = None
-
-
-class DeliveryDetail(DeliveryOut):
-    source: SourceRecord | None = None
-    body: str | None = Field(default=None, description="the JSON body that was signed and sent")
-    attempts: list[AttemptOut] = Field(description="oldest first")
-
-
-class DeliveryList(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None = None
-
-
-class RedeliveryOut(BaseModel):
-    delivery_id: str
-    message_id: str
-    subscription_id: str
-    due_at: datetime
-
-
-class RecoverIn(Strict):
-    since: AwareDatetime = Field(description="RFC 3339, with a time zone")
-
-
-class RecoverOut(BaseModel):
-    subscription_id: str
-    since: datetime
-    redelivered: int
-    delivery_ids: list[str]
 
 
 # -- errors ----------------------------------------------------------------------------------

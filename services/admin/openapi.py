@@ -176,7 +176,9 @@ def openapi_document(ops: Sequence[Operation], *, version: str) -> dict[str, Any
             "version": version,
             "description": (
                 "Webhooks (inbound), subscriptions (outbound) and workflows, kept as events on "
-                "the compacted config topic; the delivery log; lifecycle events over HTTP. "
+                "the compacted config topic; deliveries, inbound events and dead letters from an "
+                "embedded view of the topics; replays, recoveries, subscription health; "
+                "lifecycle events over HTTP. "
                 "Every write answers once this process's view holds it."
             ),
         },

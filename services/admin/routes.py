@@ -24,17 +24,7 @@ from shared.problems import PROBLEM_JSON, problem_response
 
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
-from .models import (
-    DeliveryDetail,
-    DeliveryList,
-    DeliveryQuery,
-    PublishedOut,
-    PublishEventIn,
-    RecoverIn,
-    RecoverOut,
-    RedeliveryOut,
-    WriteQuery,
-)
+from .models import PublishedOut, PublishEventIn, WriteQuery
 from .problems import Problem
 from .resources import RESOURCES, Resource
 
@@ -104,6 +94,7 @@ ERROR_TEXT = {
     401: "No valid bearer token.",
     404: "No such entity.",
     409: "It exists already, or cannot be done in its present state.",
+    410: "Kafka no longer holds the record.",
     412: "`If-Match` names a version that is not the current one.",
     413: "The body is too large.",
     415: "The body is not JSON.",
@@ -240,48 +231,12 @@ def operations(ctx: AdminContext) -> list[Operation]:
             body=PublishEventIn,
             errors=(503,),
         ),
-        Operation(
-            "GET",
-            "/v1/deliveries",
-            deliveries.list_all,
-            "list_deliveries",
-            "List deliveries, newest first",
-            "deliveries",
-            {200: Answer("A page of deliveries.", DeliveryList)},
-            query=DeliveryQuery,
-        ),
-        Operation(
-            "GET",
-            "/v1/deliveries/{id}",
-            deliveries.get,
-            "get_delivery",
-            "Get a delivery and its attempts",
-            "deliveries",
-            {200: Answer("The delivery.", DeliveryDetail)},
-        ),
-        Operation(
-            "POST",
-            "/v1/deliveries/{id}/redeliver",
-            deliveries.redeliver,
-            "redeliver",
-            "Send a delivery again, with the same webhook-id",
-            "deliveries",
-            {202: Answer("Handed to the delivery service.", RedeliveryOut)},
-            errors=(409, 503),
-        ),
-        Operation(
-            "POST",
-            "/v1/subscriptions/{id}/recover",
-            deliveries.recover,
-            "recover_subscription",
-            "Send again every delivery of a subscription that failed since a time",
-            "deliveries",
-            {202: Answer("Handed to the delivery service.", RecoverOut)},
-            body=RecoverIn,
-            errors=(503,),
-        ),
     ]
-    return ops
+    # The operations data (deliveries, inbound events, dead letters, replays, health);
+    # imported here because its table is built from this module's Operation.
+    from .opsroutes import operations_data
+
+    return ops + operations_data(ctx)
 
 
 def _instrument(op: Operation) -> Handler:

@@ -27,7 +27,13 @@ from shared.config_view import ConfigView
 from shared.entities import Webhook
 from shared.errors import ConfigurationError, PoisonMessage
 from shared.kafka import topic_partitions
-from shared.messages import RunRequested, StatusChanged, WebhookReceived
+from shared.messages import (
+    RunRequested,
+    RunTrigger,
+    StatusChanged,
+    WebhookReceived,
+    inbound_event_id,
+)
 from shared.topics import Topics
 
 from ._ledger import DEFAULT_WINDOW, RunLedger, StartedRun
@@ -192,8 +198,17 @@ class Dispatcher(TransactionalLoop):
         matched = matching_bindings(webhook.bindings, event)
         INBOUND.labels("matched" if matched else "unmatched").inc()
         now = datetime.now(UTC)
+        replay_id = event.replay.id if event.replay is not None else None
+        trigger = RunTrigger(
+            webhook_id=event.webhook_id,
+            inbound_event_id=inbound_event_id(partition, record.offset),
+            provider_event_id=event.provider_event_id,
+            replay_id=replay_id,
+        )
         for binding in matched:
-            run_id = run_id_for(event.webhook_id, event.provider_event_id, binding.workflow_id)
+            run_id = run_id_for(
+                event.webhook_id, event.provider_event_id, binding.workflow_id, replay_id
+            )
             if self._ledger.seen(partition, run_id):
                 RUNS.labels("duplicate").inc()
                 log.info(
@@ -202,6 +217,7 @@ class Dispatcher(TransactionalLoop):
                         "run_id": run_id,
                         "webhook_id": event.webhook_id,
                         "provider_event_id": event.provider_event_id,
+                        "replay_id": replay_id,
                     },
                 )
                 continue
@@ -213,9 +229,14 @@ class Dispatcher(TransactionalLoop):
                 event_type=event.event_type,
                 requested_at=now,
                 input=event,
+                trigger=trigger,
             )
             queued = StatusChanged(
-                workflow_id=binding.workflow_id, run_id=run_id, occurred_at=now, to="queued"
+                workflow_id=binding.workflow_id,
+                run_id=run_id,
+                occurred_at=now,
+                to="queued",
+                trigger=trigger,
             )
             await outbox.send(
                 self._topics.workflow_commands,
@@ -254,5 +275,6 @@ class Dispatcher(TransactionalLoop):
                     "workflow_id": binding.workflow_id,
                     "webhook_id": event.webhook_id,
                     "event_type": event.event_type,
+                    "replay_id": replay_id,
                 },
             )

@@ -94,6 +94,9 @@ class _Run:
 
     def emit(self, event: LifecycleEvent, what: str) -> None:
         run_id = self.command.run_id
+        if self.command.trigger is not None:
+            # Every event of the run names its cause, as the queued one did.
+            event = event.model_copy(update={"trigger": self.command.trigger})
         event_id = str(uuid.uuid5(RUN_NAMESPACE, f"{run_id}/engine/{what}"))
         self.records.append(
             encode(event, key=run_id, source=SOURCE, event_id=event_id, time=event.occurred_at)

@@ -30,11 +30,22 @@ log = logging.getLogger(__name__)
 RUN_NAMESPACE = uuid.UUID("5b7a3c1e-2f4d-5e8a-9c6b-0d1e2f3a4b5c")
 
 
-def run_id_for(webhook_id: str, provider_event_id: str, workflow_id: str) -> str:
-    """The deterministic run id: UUIDv5 of (webhook id, provider event id, workflow id)."""
-    # A JSON array keeps the three parts unambiguous whatever characters they hold.
-    name = orjson.dumps([webhook_id, provider_event_id, workflow_id]).decode()
-    return str(uuid.uuid5(RUN_NAMESPACE, name))
+def run_id_for(
+    webhook_id: str, provider_event_id: str, workflow_id: str, replay_id: str | None = None
+) -> str:
+    """The deterministic run id: UUIDv5 of (webhook id, provider event id, workflow id).
+
+    The name hashed is the UTF-8 bytes of the compact JSON array of the parts (orjson:
+    no spaces, non-ASCII characters as themselves, ``"`` and ``\\`` and control
+    characters escaped). A replay appends its id as a fourth element, so a replayed run
+    differs from the original run and from every other replay's, while the same replay
+    of the same event always gives the same id.
+    """
+    # A JSON array keeps the parts unambiguous whatever characters they hold.
+    parts = [webhook_id, provider_event_id, workflow_id]
+    if replay_id is not None:
+        parts.append(replay_id)
+    return str(uuid.uuid5(RUN_NAMESPACE, orjson.dumps(parts).decode()))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -44,7 +44,7 @@ from ._headers import filter_headers
 from ._network import TrustedProxies, ip_allowed
 from ._publisher import Publisher
 from ._ratelimit import RateLimiter
-from ._record import received_record
+from ._record import received_record, verification_used
 from ._reply import Reply, json_reply, problem_reply, text_reply
 from ._signatures import (
     verify_github,
@@ -188,6 +188,7 @@ class WebhookIngress:
             payload=parsed.payload,
             payload_json=parsed.json_text,
             ce_id=dedupe_id(webhook.id, event_id),
+            verification=verification_used(webhook, provider, headers, received_at),
         )
         reply = _accepted(provider, kind, event_id, parsed, webhook)
         # The parsed payload (hundreds of objects for a typical webhook) is not needed

@@ -12,13 +12,15 @@ the two side by side).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from shared.cloudevents import CONTENT_TYPE, SPEC_VERSION, KafkaRecord
-from shared.messages import PayloadEncoding, WebhookReceived
+from shared.entities import Webhook
+from shared.messages import PayloadEncoding, Verification, WebhookReceived
 
 _CE_TYPE = WebhookReceived.ce_type.encode()
 _PAYLOAD = b',"payload":'
@@ -38,6 +40,7 @@ def received_record(
     payload: Any,
     payload_json: bytes | None,
     ce_id: str,
+    verification: Verification | None = None,
 ) -> KafkaRecord:
     """The CloudEvents record of one ``WebhookReceived``, keyed by the webhook id.
 
@@ -55,6 +58,7 @@ def received_record(
             "content_type": content_type,
             "headers": headers,
             "payload_encoding": payload_encoding,
+            "verification": verification,
         }
     )
     data = payload_json if payload_json is not None else orjson.dumps(payload)
@@ -73,3 +77,23 @@ def received_record(
             ("content-type", CONTENT_TYPE),
         ],
     )
+
+
+def verification_used(
+    webhook: Webhook, provider: str, headers: Mapping[str, str], now: datetime
+) -> Verification:
+    """The scheme that verified an accepted request, told from what it carried.
+
+    Called only once verification passed, so the credentials present are the ones that
+    were checked (``_handler._verify`` tries them in the same order): a webhook with no
+    active secret that allows unsigned posts verified nothing.
+    """
+    if not any(secret.active(now) for secret in webhook.secrets) and webhook.allow_unsigned:
+        return "unsigned"
+    if provider == "github":
+        return "github-sha256" if "x-hub-signature-256" in headers else "github-sha1"
+    if provider == "gitlab":
+        return "gitlab-signature" if "webhook-signature" in headers else "gitlab-token"
+    if provider == "slack":
+        return "slack-v0"
+    return "standard-webhooks"

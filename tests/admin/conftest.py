@@ -83,6 +83,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         HOOKLINE_SECRET_GRACE_PERIOD=str(settings.secret_grace_period),
         HOOKLINE_LOG_LEVEL=settings.log_level,
     )
+    if settings.admin_view_path is not None:
+        env["HOOKLINE_ADMIN_VIEW_PATH"] = str(settings.admin_view_path)
     return env
 
 

@@ -31,6 +31,15 @@ async def test_the_document_describes_every_operation(admin: Admin):
     assert "post" in paths["/v1/subscriptions/{id}/recover"]
     assert "post" in paths["/v1/deliveries/{id}/redeliver"]
     assert "post" in paths["/v1/events"]
+    for path in ("/v1/inbound-events", "/v1/inbound-events/{id}", "/v1/dead-letters",
+                 "/v1/dead-letters/{id}", "/v1/replays", "/v1/replays/{id}",
+                 "/v1/subscriptions/{id}/health"):  # fmt: skip
+        assert set(paths[path]) == {"get"}, path
+    assert "post" in paths["/v1/webhooks/{id}/replay"]
+    assert "post" in paths["/v1/dead-letters/{id}/retry"]
+    assert {"since", "until", "run_id", "workflow_id"} <= {
+        p["name"] for p in paths["/v1/deliveries"]["get"]["parameters"]
+    }
     schemas = doc["components"]["schemas"]
     sub_in = schemas["SubscriptionIn"]
     assert {"url", "events", "workflow_ids", "enabled", "headers", "secret"} <= set(

@@ -286,3 +286,9 @@ async def test_dispatcher_and_local_engine_run_a_bound_workflow_end_to_end(
         "workflow.completed",
         "status.changed:running->succeeded",
     ]
+    # Every event of the run names what started it, as the queued one does.
+    triggers = {e.trigger for e in events}
+    assert len(triggers) == 1
+    (trigger,) = triggers
+    assert trigger is not None and trigger.provider_event_id == "e2e"
+    assert trigger.webhook_id == "gh-main" and trigger.inbound_event_id.startswith("in_")
