@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -30,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
+
+from shared.errors import ConfigurationError
 
 log = logging.getLogger("hookline.admin.view")
 
@@ -144,8 +148,25 @@ class ViewDatabase:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def _claim(self) -> None:
+        """Hold the file for this process alone: two replicas writing one view would each
+        store offsets the other's rows do not match (each needs its own file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigurationError(
+                f"the operations view {self.path} is in use by another process; give each "
+                "admin replica a file of its own (HOOKLINE_ADMIN_VIEW_PATH)"
+            ) from None
+        self._owner = fd
 
     async def __aenter__(self) -> Self:
+        self._claim()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="view-writer")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="view-reader")
         loop = asyncio.get_running_loop()
@@ -172,6 +193,9 @@ class ViewDatabase:
                 conn.close()
         self._write_conn = None
         self._writer = self._reader_pool = None
+        if self._owner is not None:
+            os.close(self._owner)  # releases the lock
+            self._owner = None
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,8 @@ class AdminProcess:
                 **settings_env(self.settings),
                 "HOOKLINE_HOST": "127.0.0.1",
                 "HOOKLINE_ADMIN_PORT": str(self.port),
+                # Each replica keeps an operations view of its own, as each pod does.
+                "HOOKLINE_ADMIN_VIEW_PATH": str(self.log_path.with_suffix(".view.sqlite3")),
             },
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.admin import create_admin_app
@@ -116,7 +118,7 @@ async def test_lists_filter_and_page_with_a_cursor(admin: Admin):
 
 
 async def test_every_route_but_health_needs_a_token(
-    admin: Admin, settings: Settings, topics: Topics
+    admin: Admin, settings: Settings, topics: Topics, tmp_path: Path
 ):
     client = admin.client
     for method, path in [
@@ -150,7 +152,9 @@ async def test_every_route_but_health_needs_a_token(
             "admin_token": [
                 *settings.admin_token,
                 *Settings(admin_token="next-token-abcdef").admin_token,
-            ]
+            ],
+            # A second replica beside the first: a view file of its own.
+            "admin_view_path": tmp_path / "second-view.sqlite3",
         }
     )
     async with running_admin(rotating, topics) as second:
