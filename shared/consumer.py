@@ -41,7 +41,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -52,8 +52,8 @@ from shared.logging import LogEvery
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
-Batch = dict[TopicPartition, list[Record]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Batch: TypeAlias = dict[TopicPartition, list[Record]]
 
 
 class ConsumerHooks:
