@@ -263,6 +263,8 @@ class ConsumerRunner:
     async def commit(self, tps: set[TopicPartition] | None = None) -> None:
         """Commit what the component says may be committed (of ``tps``, or of all)."""
         self._last_commit = time.monotonic()
+        if self._group_id is None:
+            return  # without a group there is nowhere to commit
         offsets = self._hooks.committable(tps)
         if not offsets or self._consumer is None:
             return
