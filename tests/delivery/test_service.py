@@ -18,7 +18,7 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tests.configtools import put_entities, subscription
 from tests.delivery.receivers import Receiver, completed, publish
-from tests.delivery.topictools import create_topic, set_topic_config
+from tests.delivery.topictools import create_topic, refuse_batches
 from tests.kafkatools import read_topic, wait_committed, wait_until
 
 
@@ -37,9 +37,7 @@ async def test_a_refused_attempt_record_dead_letters_its_delivery_and_the_record
     settings: Settings, topics: Topics, run_service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The broker refuses every batch of attempt records: larger than the topic allows.
-    await set_topic_config(
-        settings.kafka_bootstrap_servers, topics.delivery_attempts, max_message_bytes="64"
-    )
+    await refuse_batches(settings.kafka_bootstrap_servers, topics.delivery_attempts)
     events = 3
     async with Receiver() as receiver:
         await put_entities(

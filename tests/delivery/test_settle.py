@@ -19,7 +19,7 @@ from shared.deadletter import DeadLetters
 from shared.kafka import create_producer
 from shared.messages import DeliveryDue
 from shared.topics import Topics
-from tests.delivery.topictools import a_due, create_topic, set_topic_config
+from tests.delivery.topictools import a_due, create_topic, refuse_batches
 from tests.kafkatools import read_topic, wait_until
 
 OFFSET = 7
@@ -67,7 +67,7 @@ async def test_a_record_settles_once_all_its_writes_are_acknowledged(
 async def test_a_refused_write_sends_its_delivery_to_the_dlq_with_the_cause_and_settles(
     bootstrap: str, topics: Topics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await set_topic_config(bootstrap, topics.delivery_attempts, max_message_bytes="64")
+    await refuse_batches(bootstrap, topics.delivery_attempts)
     due = a_due()
     ledger = taken()
     async with settlement(bootstrap, topics) as settle:
