@@ -126,16 +126,21 @@ class Settlement:
             return
         write_nowait = self._writer.write_nowait
         futures: list[Ack] = []
-        for topic, record in writes:
-            future = write_nowait(topic, record)
-            if future is None:  # partitions not known yet, or larger than a batch
-                queued = len(futures)
-                pending: list[tuple[Write, Ack | None]] = [
-                    (write, futures[i] if i < queued else None) for i, write in enumerate(writes)
-                ]
-                self.spawn(ledger, offset, due, pending)
-                return
-            futures.append(future)
+        try:
+            for topic, record in writes:
+                future = write_nowait(topic, record)
+                if future is None:  # partitions not known yet, or larger than a batch
+                    break
+                futures.append(future)
+        except Exception:  # noqa: S110 - the task below writes it again and judges the error
+            pass
+        if len(futures) < len(writes):
+            queued = len(futures)
+            pending: list[tuple[Write, Ack | None]] = [
+                (write, futures[i] if i < queued else None) for i, write in enumerate(writes)
+            ]
+            self.spawn(ledger, offset, due, pending)
+            return
         distinct = futures if len(futures) == 1 else list(dict.fromkeys(futures))
         acks = _Acks(self, ledger, offset, due, writes, futures, len(distinct))
         pending_acks = self._acks

@@ -14,7 +14,7 @@ from services.delivery._codec import due_record
 from services.delivery._commit import PartitionLedger
 from services.delivery._settle import Settlement
 from services.delivery._writer import RecordWriter
-from shared.cloudevents import decode
+from shared.cloudevents import KafkaRecord, decode
 from shared.deadletter import DeadLetters
 from shared.kafka import create_producer
 from shared.messages import DeliveryDue
@@ -160,3 +160,21 @@ async def test_drain_cancels_what_is_still_retrying_and_leaves_it_unsettled(
         await asyncio.sleep(0)
         await settle.drain(time.monotonic())
     assert ledger.unsettled == 1
+
+
+async def test_a_write_that_cannot_even_be_queued_is_refused_and_settles(
+    bootstrap: str, topics: Topics
+) -> None:
+    due = a_due()
+    ledger = taken()
+    bad = due_record(due, due.due_at)
+    unencodable = KafkaRecord(bad.key, bad.value, [("h", "not bytes")])  # type: ignore[list-item]
+    async with settlement(bootstrap, topics) as settle:
+        # A first write teaches the writer the topic's partitions: the next is queued at once.
+        settle.settle(ledger, OFFSET, due, [(topics.delivery_attempts, bad)])
+        await wait_until(lambda: ledger.unsettled == 0, timeout=10, message="settled")
+        ledger.take(OFFSET + 1, 1)
+        settle.settle(ledger, OFFSET + 1, due, [(topics.delivery_attempts, unencodable)])
+        await wait_until(lambda: ledger.unsettled == 0, timeout=10, message="settled")
+    [dead] = await read_topic(bootstrap, topics.dlq, min_count=1)
+    assert dead.headers["hookline_error_code"] == b"write_refused"
