@@ -47,7 +47,10 @@ class ConfigView(TopicFollower):
         self._dead_letters = dead_letters
         self._entities: dict[str, Entity] = {}
         self._listeners: list[Listener] = []
-        self._plain_cache: dict[tuple[str, str], str] = {}
+        # The one cache of decrypted secrets: per entity key, the entity it was made
+        # from, its active secrets (newest first), when the first of them expires, and the
+        # moment they were worked out for (an earlier moment may have more of them active).
+        self._plain_cache: dict[str, tuple[Entity, list[str], float, float]] = {}
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(key, entity_or_None)`` is called after each applied change."""
@@ -79,20 +82,26 @@ class ConfigView(TopicFollower):
         return [s for s in self.all(Subscription) if s.wants(event_type, workflow_id)]
 
     def secrets(self, entity: Webhook | Subscription, now: datetime | None = None) -> list[str]:
-        """The entity's secrets still valid at ``now``, decrypted; newest first."""
+        """The entity's secrets still valid at ``now``, decrypted; newest first.
+
+        Kept until the entity changes or the first of them expires, so a delivery or a
+        request costs one lookup and no decryption.
+        """
         if self._box is None:
             raise SecretError("this config view was built without a secret key")
         moment = now or datetime.now(UTC)
-        out: list[str] = []
-        for stored in sorted(entity.secrets, key=lambda s: s.created_at, reverse=True):
-            if not stored.active(moment):
-                continue
-            cache_key = (entity.key, stored.ciphertext)
-            plain = self._plain_cache.get(cache_key)
-            if plain is None:
-                plain = self._box.decrypt(stored.ciphertext, entity_key=entity.key)
-                self._plain_cache[cache_key] = plain
-            out.append(plain)
+        stamp = moment.timestamp()
+        hit = self._plain_cache.get(entity.key)
+        if hit is not None and hit[0] is entity and hit[2] > stamp >= hit[3]:
+            return hit[1]
+        active = sorted(
+            (s for s in entity.secrets if s.active(moment)),
+            key=lambda s: s.created_at,
+            reverse=True,
+        )
+        out = [self._box.decrypt(s.ciphertext, entity_key=entity.key) for s in active]
+        expiries = [s.expires_at.timestamp() for s in active if s.expires_at is not None]
+        self._plain_cache[entity.key] = (entity, out, min(expiries, default=float("inf")), stamp)
         return out
 
     # -- applying -----------------------------------------------------------------------
@@ -109,6 +118,7 @@ class ConfigView(TopicFollower):
                 raise PoisonMessage(f"config key {key!r} is not <kind>/<id>")
             if value is None:
                 previous = self._entities.pop(key, None)
+                self._plain_cache.pop(key, None)
                 if previous is not None:
                     self._notify(key, None)
                 return
@@ -129,6 +139,7 @@ class ConfigView(TopicFollower):
                 )
             return
         self._entities[key] = entity
+        self._plain_cache.pop(key, None)
         self._notify(key, entity)
 
     def _notify(self, key: str, entity: Entity | None) -> None:

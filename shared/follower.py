@@ -2,11 +2,11 @@
 
 Lifecycle: ``async with`` assigns every partition (no consumer group: each
 process keeps its own copy), seeks to the beginning and notes the end offsets;
-a background task then applies records in order. :meth:`TopicFollower.wait_ready`
-returns once everything up to those end offsets is applied, and
-:meth:`TopicFollower.wait_for` once a given record is (read your writes).
-Subclasses implement :meth:`TopicFollower.apply`; it must not raise for bad
-records, since the view must never stop on them.
+the consumer runner (:mod:`shared.consumer`) then fetches, and the records are
+applied in order. :meth:`TopicFollower.wait_ready` returns once everything up to
+those end offsets is applied, and :meth:`TopicFollower.wait_for` once a given
+record is (read your writes). Subclasses implement :meth:`TopicFollower.apply`;
+it must not raise for bad records, since the view must never stop on them.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import logging
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.consumer import Batch, ConsumerHooks, ConsumerRunner
 from shared.errors import BrokerUnavailable
-from shared.kafka import create_consumer, topic_partitions
+from shared.kafka import topic_partitions
 
 log = logging.getLogger(__name__)
 
 
-class TopicFollower:
+class TopicFollower(ConsumerHooks):
     """Reads ``topic`` from the beginning, then follows it; subclasses apply records."""
 
     def __init__(
@@ -40,13 +41,12 @@ class TopicFollower:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._client_id = client_id
-        self._poll_ms = int(poll_timeout * 1000)
+        self._poll_timeout = poll_timeout
         self._applied: dict[int, int] = {}
         self._start_end: dict[int, int] = {}
         self._ready = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._runner: ConsumerRunner | None = None
 
     async def apply(self, record: Any) -> None:
         """Apply one consumed record to the view (records arrive in offset order)."""
@@ -58,32 +58,26 @@ class TopicFollower:
         partitions = await topic_partitions(self._bootstrap, self._topic)
         if not partitions:
             raise BrokerUnavailable(f"topic {self._topic} does not exist")
-        consumer = create_consumer(self._bootstrap, group_id=None, client_id=self._client_id)
+        runner = ConsumerRunner(
+            self._bootstrap,
+            self,
+            client_id=self._client_id,
+            partitions=[TopicPartition(self._topic, p) for p in partitions],
+            poll_timeout=self._poll_timeout,
+        )
+        self._runner = runner  # the assigned hook reads the end offsets through it
         try:
-            await consumer.start()
-            tps = [TopicPartition(self._topic, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+            await runner.__aenter__()
         except BaseException:
-            await consumer.stop()
+            self._runner = None
             raise
-        self._consumer = consumer
-        self._start_end = {tp.partition: off for tp, off in ends.items()}
-        self._applied = {tp.partition: 0 for tp in tps}
-        self._check_ready()
-        self._task = asyncio.create_task(self._follow(), name=f"follow-{self._topic}")
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._runner is not None:
+            await self._runner.__aexit__(et, e, tb)
 
     @property
     def ready(self) -> bool:
@@ -100,33 +94,32 @@ class TopicFollower:
                 timeout,
             )
 
-    # -- following ------------------------------------------------------------------------
+    # -- the runner's hooks ---------------------------------------------------------------
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=self._poll_ms)
-            except KafkaError as exc:
-                log.warning(
-                    "poll failed; retrying", extra={"topic": self._topic, "error": repr(exc)}
-                )
-                await asyncio.sleep(0.5)
-                continue
-            for tp, records in batches.items():
-                for record in records:
-                    await self.apply(record)
-                    self._applied[tp.partition] = record.offset + 1
-            # Positions move past transaction markers and compacted gaps too.
-            for tp in consumer.assignment():
-                with contextlib.suppress(KafkaError):
-                    position = await consumer.position(tp)
-                    if position > self._applied.get(tp.partition, 0):
-                        self._applied[tp.partition] = position
-            self._check_ready()
-            async with self._progress:
-                self._progress.notify_all()
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        runner = self._runner
+        assert runner is not None
+        ends = await runner.end_offsets(list(tps))
+        self._start_end = {tp.partition: off for tp, off in ends.items()}
+        self._applied = {tp.partition: 0 for tp in tps}
+        self._check_ready()
+
+    async def handle(self, batch: Batch) -> None:
+        for tp, records in batch.items():
+            for record in records:
+                await self.apply(record)
+                self._applied[tp.partition] = record.offset + 1
+        runner = self._runner
+        assert runner is not None
+        # Positions move past transaction markers and compacted gaps too.
+        for tp in runner.assignment():
+            with contextlib.suppress(KafkaError):
+                position = await runner.position(tp)
+                if position > self._applied.get(tp.partition, 0):
+                    self._applied[tp.partition] = position
+        self._check_ready()
+        async with self._progress:
+            self._progress.notify_all()
 
     def _check_ready(self) -> None:
         if not self._ready.is_set() and all(

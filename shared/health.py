@@ -2,7 +2,9 @@
 
 Liveness (``/healthz``) says the process can answer. Readiness (``/readyz``)
 runs named checks (config view caught up, broker reachable, …) and answers
-503 listing the ones that fail. ``/metrics`` serves Prometheus' text format.
+503 listing the ones that fail: ``{"status", "checks": {name: bool}}``, plus
+``"reasons": {name: text}`` for failing checks that said why (a check may return
+a :class:`Verdict` instead of a bool). ``/metrics`` serves Prometheus' text format.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -23,11 +26,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-Check = Callable[[], bool | Awaitable[bool]]
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A readiness check's answer with its reason (what is not ready, and where)."""
+
+    ready: bool
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ready
+
+
+Check = Callable[[], bool | Verdict | Awaitable[bool | Verdict]]
 
 
 class Readiness:
-    """Named readiness checks; each returns True when its part is ready."""
+    """Named readiness checks; each returns True (or a ready :class:`Verdict`) when its
+    part is ready."""
 
     def __init__(self, timeout: float = 2.0) -> None:
         self._checks: dict[str, Check] = {}
@@ -37,15 +53,18 @@ class Readiness:
         self._checks[name] = check
 
     async def run(self) -> dict[str, bool]:
-        results: dict[str, bool] = {}
+        return {name: verdict.ready for name, verdict in (await self.verdicts()).items()}
+
+    async def verdicts(self) -> dict[str, Verdict]:
+        results: dict[str, Verdict] = {}
         for name, check in self._checks.items():
             try:
                 outcome = check()
                 if inspect.isawaitable(outcome):
                     outcome = await asyncio.wait_for(outcome, self._timeout)
-                results[name] = bool(outcome)
-            except Exception:  # a failing check means "not ready", never a 500
-                results[name] = False
+                results[name] = outcome if isinstance(outcome, Verdict) else Verdict(bool(outcome))
+            except Exception as exc:  # a failing check means "not ready", never a 500
+                results[name] = Verdict(False, f"the check failed: {exc!r}")
         return results
 
 
@@ -54,12 +73,16 @@ def health_routes(readiness: Readiness, registry: CollectorRegistry = REGISTRY) 
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        results = await readiness.run()
-        ok = all(results.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": results},
-            status_code=200 if ok else 503,
-        )
+        verdicts = await readiness.verdicts()
+        ok = all(v.ready for v in verdicts.values())
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not ready",
+            "checks": {name: v.ready for name, v in verdicts.items()},
+        }
+        reasons = {name: v.reason for name, v in verdicts.items() if not v.ready and v.reason}
+        if reasons:
+            body["reasons"] = reasons
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

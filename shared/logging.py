@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TextIO
@@ -88,3 +90,29 @@ def configure_logging(
     # aiokafka is chatty at INFO about rebalances that are routine for us.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class LogEvery:
+    """At most one line per ``interval`` seconds for a condition that may repeat fast.
+
+    A fetch that fails, or a write the broker will not take, can fail hundreds of times
+    a second; the first failure is always told, then one line per interval saying how
+    many were left out in between.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self._left_out = 0
+
+    def due(self) -> int | None:
+        """The number of occurrences left out since the last line, when one is due now;
+        None when this one is to be left out too."""
+        now = self._clock()
+        if now < self._next:
+            self._left_out += 1
+            return None
+        self._next = now + self._interval
+        left_out, self._left_out = self._left_out, 0
+        return left_out

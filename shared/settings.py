@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(default=30.0, gt=0)
     disable_after_failing_for: float = Field(default=5 * 24 * 3600, gt=0)
     shutdown_grace: float = Field(default=20.0, gt=0)
+    max_unsettled_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a delivery partition may hold a record unsettled and stay ready",
+    )
 
     # Local tooling (``hookline kafka``, ``hookline dev``): the broker's jars and data,
     # the development credentials. Relative to the working directory.

@@ -207,6 +207,17 @@ class Lanes:
         lane.freed.set()
         lane.freed = asyncio.Event()
 
+    def try_acquire(self, subscription_id: str) -> bool:
+        """Take a request slot at once, without a place in the queue, when one is free
+        and no admitted delivery is before it; False otherwise (use :meth:`admit`)."""
+        lane = self._lane(subscription_id)
+        if lane.in_flight >= self._cap or lane.queued:
+            return False
+        if lane.in_flight == 0:
+            lane.last_progress = time.monotonic()
+        lane.in_flight += 1
+        return True
+
     async def acquire(self, subscription_id: str) -> bool:
         """Turn an admitted place into a request slot; False when the lane stalled meanwhile."""
         lane = self._lane(subscription_id)

@@ -21,21 +21,11 @@ from services.delivery._guard import DestinationGuard, DestinationRefused
 from services.delivery._schedule import parse_retry_after
 from services.delivery._signing import USER_AGENT
 from services.delivery._transport import TransportKind, guarded_transport
+from shared._httpx_internals import without_cookie_jar
 
 EXCERPT_BYTES = 4096
 _URL_CACHE = 4096
 _SPENT = httpx.ByteStream(b"")
-
-
-class _NoCookies(httpx.Cookies):
-    """A webhook sender keeps no cookies: one receiver's cookies are nobody's business.
-
-    It also skips building urllib's request and response wrappers on every answer,
-    which was a visible share of each request's cost.
-    """
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +60,19 @@ class Sender:
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         )
-        self._client = httpx.AsyncClient(
-            transport=guarded_transport(guard, limits, transport),
-            timeout=httpx.Timeout(request_timeout, connect=connect_timeout, pool=request_timeout),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
+        # No cookie jar: one receiver's cookies are nobody's business, and extracting
+        # them cost a visible share of each request (see shared._httpx_internals).
+        self._client = without_cookie_jar(
+            httpx.AsyncClient(
+                transport=guarded_transport(guard, limits, transport),
+                timeout=httpx.Timeout(
+                    request_timeout, connect=connect_timeout, pool=request_timeout
+                ),
+                follow_redirects=False,
+                trust_env=False,
+                headers={"user-agent": USER_AGENT},
+            )
         )
-        self._client._cookies = _NoCookies()
         # Per subscription URL: the parsed httpx URL and the (host, port) to check, once.
         self._targets: dict[str, tuple[httpx.URL, str, int]] = {}
 

@@ -1,37 +1,48 @@
-"""The delivery service: config view, producer, HTTP sender and the consumer loops, together.
+"""The delivery service: the composition root of the delivery steps.
+
+Data flows through one module per step: the sources (``_intake``, ``_tiers``, on
+the shared consumer runner) take records and build due deliveries; ``_admit``
+turns each into a request, a hand-on past an open breaker, or a deferral;
+``_attempt`` makes the request; ``_record`` turns its outcome into writes;
+``_settle`` makes them durable and settles the record; ``_commit`` says which
+offsets may be committed and which records have waited too long.
 
 Lifecycle: ``async with DeliveryService(settings)`` makes sure the topics exist,
 reads ``config`` to its end, opens the HTTP client and joins the consumer groups
 (``workflow-events`` and one per retry tier). :meth:`shutdown` stops fetching,
 lets in-flight deliveries finish or hand off within the grace period, commits,
-and closes everything in reverse order; leaving the block calls it.
+and closes everything in reverse order; leaving the block calls it. The service
+tunes nothing process-wide: the entry point does (``main.tuned_process``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import time
 from types import TracebackType
 from typing import Self
 
-from services.delivery._attempts import Deliverer, DeliveryLimits
+from services.delivery._admit import Admission
+from services.delivery._attempt import Attempts
 from services.delivery._guard import DestinationGuard, Resolver
 from services.delivery._intake import EventIntake
-from services.delivery._loop import ConsumerLoop
+from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
+from services.delivery._record import Recorder
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import Sender
+from services.delivery._settle import Settlement
+from services.delivery._source import RecordSource
 from services.delivery._tiers import RetryTier
 from services.delivery._transport import TransportKind
 from services.delivery._writer import RecordWriter
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
 from shared.deadletter import DeadLetters
+from shared.health import Verdict
 from shared.kafka import create_producer, ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
-
-GC_YOUNG_THRESHOLD = 10_000
 
 
 class DeliveryService:
@@ -62,12 +73,11 @@ class DeliveryService:
         # A request a stalled lane has held this long is given up (never past the timeout).
         self._abandon_after = min(abandon_after, settings.request_timeout)
         self._stack = contextlib.AsyncExitStack()
-        self._deliverer: Deliverer | None = None
-        self.loops: list[ConsumerLoop] = []
+        self._admission: Admission | None = None
+        self._settlement: Settlement | None = None
+        self.loops: list[RecordSource] = []
         self.view: ConfigView | None = None
         self._shut = False
-        self._frozen = False
-        self._gc_thresholds: tuple[int, int, int] | None = None
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -102,24 +112,35 @@ class DeliveryService:
                     transport=self._transport,
                 )
             )
-            self._deliverer = deliverer = Deliverer(
-                view=view,
-                sender=sender,
-                writer=writer,
-                topics=self.topics,
-                dead_letters=dead_letters,
-                policy=RetryPolicy(s.retry_schedule, jitter=s.retry_jitter),
-                limits=DeliveryLimits(
+            breakers = CircuitBreakers(s.breaker_failure_threshold, s.breaker_cooldown)
+            lanes = Lanes(s.max_in_flight_per_subscription, self._stall_after, self._abandon_after)
+            attempts = await self._stack.enter_async_context(
+                Attempts(
+                    view=view,
+                    sender=sender,
+                    lanes=lanes,
+                    breakers=breakers,
                     max_in_flight=s.max_in_flight,
-                    max_in_flight_per_subscription=s.max_in_flight_per_subscription,
                     stall_after=self._stall_after,
-                    breaker_failure_threshold=s.breaker_failure_threshold,
-                    breaker_cooldown=s.breaker_cooldown,
-                    disable_after_failing_for=s.disable_after_failing_for,
                     abandon_after=self._abandon_after,
-                ),
+                )
             )
-            await self._stack.enter_async_context(deliverer)
+            self._settlement = settlement = Settlement(writer, dead_letters)
+            self._admission = admission = Admission(
+                view=view,
+                lanes=lanes,
+                breakers=breakers,
+                attempts=attempts,
+                recorder=Recorder(
+                    topics=self.topics,
+                    dead_letters=dead_letters,
+                    policy=RetryPolicy(s.retry_schedule, jitter=s.retry_jitter),
+                    breakers=breakers,
+                    streaks=FailingStreaks(),
+                    disable_after_failing_for=s.disable_after_failing_for,
+                ),
+                settlement=settlement,
+            )
             group = f"{s.topic_prefix}delivery"
             self.loops = [
                 EventIntake(
@@ -128,7 +149,7 @@ class DeliveryService:
                     group_id=group,
                     max_unsettled=s.max_unsettled_per_partition,
                     view=view,
-                    deliverer=self._deliverer,
+                    admission=admission,
                     dead_letters=dead_letters,
                 ),
                 *(
@@ -137,7 +158,7 @@ class DeliveryService:
                         tier,
                         group_id=f"{group}.{tier.rsplit('.', 1)[-1]}",
                         max_unsettled=s.max_unsettled_per_partition,
-                        deliverer=self._deliverer,
+                        admission=admission,
                         dead_letters=dead_letters,
                     )
                     for tier in self.topics.retry_tiers
@@ -150,17 +171,6 @@ class DeliveryService:
         except BaseException:
             await self._stack.aclose()
             raise
-        # What start-up built (modules, models, the config view) lives as long as the
-        # service: out of the collector's way, so the collections that every few thousand
-        # deliveries' garbage triggers do not walk it again and again.
-        gc.freeze()
-        self._frozen = True
-        # A delivery leaves no cyclic garbage behind (the sender cuts the one cycle a
-        # response makes), so a young-generation collection every 700 allocations only
-        # walks the live state of the deliveries in flight, again and again: about a
-        # tenth of the service's CPU at saturation. Every 10,000 keeps memory as flat.
-        self._gc_thresholds = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *self._gc_thresholds[1:])
         return self
 
     async def __aexit__(
@@ -173,18 +183,16 @@ class DeliveryService:
         if self._shut:
             return
         self._shut = True
-        if self._frozen:
-            gc.unfreeze()
-            self._frozen = False
-        if self._gc_thresholds is not None:
-            gc.set_threshold(*self._gc_thresholds)
-            self._gc_thresholds = None
         grace = self.settings.shutdown_grace if grace is None else grace
         await asyncio.gather(*(loop.stop() for loop in self.loops))
-        # Keep a slice of the grace for the hand-offs and commits that follow.
-        await asyncio.gather(*(loop.drain(grace * 0.8) for loop in self.loops))
-        if self._deliverer is not None:
-            self._deliverer.stopping = True
+        # Deliveries first (they queue writes as they end), then the writes; within 80 %
+        # of the grace, the rest kept for the commits and closing that follow.
+        deadline = time.monotonic() + grace * 0.8
+        if self._admission is not None:
+            await self._admission.drain(deadline)
+        if self._settlement is not None:
+            await self._settlement.drain(deadline)
+        await asyncio.gather(*(loop.runner.drain(0.0) for loop in self.loops))
         await self._stack.aclose()
 
     async def _close_loops(self) -> None:
@@ -194,12 +202,21 @@ class DeliveryService:
     # -- readiness ------------------------------------------------------------------------
 
     def ready(self) -> bool:
-        return (
-            self.view is not None
-            and self.view.ready
-            and bool(self.loops)
-            and all(loop.running for loop in self.loops)
-        )
+        return self.readiness().ready
+
+    def readiness(self) -> Verdict:
+        """Ready while the view is caught up, every consumer runs, and no partition has
+        held a record unsettled longer than ``max_unsettled_age`` (the reason names it)."""
+        if self.view is None or not self.view.ready:
+            return Verdict(False, "the config view is not caught up")
+        stopped = [loop.name for loop in self.loops if not loop.running]
+        if not self.loops or stopped:
+            return Verdict(False, f"consumers not running: {', '.join(stopped) or 'none yet'}")
+        max_age = self.settings.max_unsettled_age
+        overdue = [str(o) for loop in self.loops for o in loop.overdue(max_age)]
+        if overdue:
+            return Verdict(False, f"{'; '.join(overdue)} (max {max_age:g} s)")
+        return Verdict(True)
 
     async def wait_joined(self, timeout: float = 30.0) -> None:
         """Wait until every loop has been assigned its partitions (tests, benchmarks)."""

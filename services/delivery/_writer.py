@@ -5,7 +5,8 @@ The producer's own ``send`` costs about 20 µs of CPU per record (a future, meta
 and a coroutine chain per record, each future resolved one by one); a delivery writes
 at least one record, so that was the largest single cost after the HTTP request.
 Partitions are chosen as the producer's default partitioner would (murmur2 of the key),
-so keyed records land where any other producer would put them.
+so keyed records land where any other producer would put them. What this takes from
+aiokafka beyond its public modules is in ``shared._aiokafka_internals``, with the reason.
 
 Lifecycle: ``async with RecordWriter(producer)``; leaving the block sends what is
 pending and waits for it (the producer itself is closed by its owner, afterwards).
@@ -20,9 +21,8 @@ from types import TracebackType
 from typing import Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
-from aiokafka.producer.message_accumulator import BatchBuilder
 
+from shared._aiokafka_internals import BatchBuilder, key_hash
 from shared.cloudevents import KafkaRecord
 
 # Partition counts are read again this often: a topic may gain partitions.
@@ -131,7 +131,7 @@ class RecordWriter:
         if digest is None:
             if len(self._hashes) >= _KEY_CACHE:
                 self._hashes.clear()
-            digest = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            digest = self._hashes[key] = key_hash(key)
         return digest % count
 
     async def _partition_count(self, topic: str) -> int:

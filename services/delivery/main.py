@@ -2,11 +2,18 @@
 
 SIGTERM or SIGINT: stop fetching, finish or hand off in-flight deliveries within
 ``HOOKLINE_SHUTDOWN_GRACE``, commit, exit 0.
+
+The process is tuned here, in its entry point, and nowhere else (:func:`tuned_process`):
+tests and benchmarks that build a ``DeliveryService`` keep their interpreter as it is,
+and the benchmark calls the same tuning to measure what production runs.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from services.delivery._service import DeliveryService
 from shared.health import HealthServer, Readiness, run_service, stop_signals
@@ -15,19 +22,44 @@ from shared.settings import Settings
 
 log = logging.getLogger("hookline.delivery")
 
+GC_YOUNG_THRESHOLD = 10_000
+
+
+@contextmanager
+def tuned_process() -> Iterator[None]:
+    """The garbage collector tuned for a running delivery service; undone on leaving.
+
+    What start-up built (modules, models, the config view) lives as long as the
+    service: frozen out of the collector's way, so the collections that every few
+    thousand deliveries' garbage triggers do not walk it again and again. And a
+    delivery leaves no cyclic garbage behind (the sender cuts the one cycle a response
+    makes), so a young-generation collection every 700 allocations only walks the live
+    state of the deliveries in flight, again and again: about a tenth of the service's
+    CPU at saturation. Every 10,000 keeps memory as flat.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
 
 async def serve(settings: Settings) -> int:
     stop = stop_signals()
     readiness = Readiness()
     async with DeliveryService(settings) as service:
-        readiness.add("delivery", service.ready)
+        readiness.add("delivery", service.readiness)
         async with HealthServer(
             readiness, host=settings.host, port=settings.delivery_port
         ) as health:
-            log.info("delivery service started", extra={"port": settings.delivery_port})
-            await health.until(stop)
-            log.info("delivery service stopping")
-            await service.shutdown()
+            with tuned_process():
+                log.info("delivery service started", extra={"port": settings.delivery_port})
+                await health.until(stop)
+                log.info("delivery service stopping")
+                await service.shutdown()
     log.info("delivery service stopped")
     return 0
 

@@ -4,8 +4,9 @@ Lifecycle:
 
 * start (``__aenter__``): the transactional producer starts first — its
   ``init_transactions`` fences a predecessor with the same transactional id and
-  aborts whatever that predecessor left open — then the consumer joins its group
-  (``read_committed``, no auto-commit) and the loop task begins.
+  aborts whatever that predecessor left open — then the consumer runner
+  (:mod:`shared.consumer`) joins the group (``read_committed``, no auto-commit) and
+  starts fetching. The runner commits nothing: the offsets are the transaction's.
 * run: one consumed batch = one transaction. Every output of the batch, the
   dead letters included, and the batch's offsets go into it; each step is
   awaited before the next (aiokafka#1098). A failed batch is aborted, the
@@ -14,28 +15,29 @@ Lifecycle:
   finishes its transaction (drain); then the consumer leaves and the producer
   stops.
 
-Rebalances: the revoke callback waits for the batch in hand, so a partition is
-never handed over with a transaction open on it; a batch fetched before a
-rebalance is dropped (its records come back from the committed offsets).
+Rebalances (the runner's rule): the revoke callback waits for the batch in hand, so a
+partition is never handed over with a transaction open on it; a batch fetched before a
+rebalance is dropped (its records come back from the committed offsets). A fenced
+producer stops the loop (:attr:`TransactionalLoop.failure`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from shared.cloudevents import KafkaRecord
+from shared.consumer import Batch, ConsumerHooks, ConsumerRunner
 from shared.deadletter import DeadLetters
 from shared.errors import PoisonMessage
-from shared.kafka import create_consumer, create_producer
+from shared.kafka import create_producer
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +85,23 @@ class Outbox:
             await future
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Transactions(ConsumerHooks):
+    """The runner's hooks: each fetched batch is one transaction, offsets included."""
+
     def __init__(self, loop: TransactionalLoop) -> None:
         self._loop = loop
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self._loop._batch_lock:
-            self._loop._generation += 1
-            await self._loop.partitions_revoked(list(revoked))
+    async def handle(self, batch: Batch) -> None:
+        if batch:
+            await self._loop._transact(batch)
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self._loop._batch_lock:
-            self._loop._generation += 1
-            await self._loop.partitions_assigned(list(assigned))
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        await self._loop.partitions_assigned(list(tps))
+
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        await self._loop.partitions_revoked(list(tps))
+
+    # The offsets go into each batch's transaction: nothing for the runner to commit.
 
 
 class TransactionalLoop:
@@ -120,8 +126,6 @@ class TransactionalLoop:
         self._topic = topic
         self._group_id = group_id
         self._transactional_id = transactional_id
-        self._max_batch = max_batch
-        self._poll_ms = int(poll_timeout * 1000)
         self._retry_backoff = retry_backoff
         self._producer = create_producer(
             bootstrap_servers,
@@ -130,11 +134,16 @@ class TransactionalLoop:
             transaction_timeout_ms=int(transaction_timeout * 1000),
         )
         self._dead_letters = DeadLetters(self._producer, dlq_topic, service=self.service)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self._batch_lock = asyncio.Lock()
-        self._generation = 0
+        self._runner = ConsumerRunner(
+            bootstrap_servers,
+            _Transactions(self),
+            client_id=f"hookline-{self.service}",
+            topics=[topic],
+            group_id=group_id,
+            max_records=max_batch,
+            poll_timeout=poll_timeout,
+            backoff=retry_backoff,
+        )
         self._failure: BaseException | None = None
         self.committed_batches = 0
 
@@ -161,90 +170,40 @@ class TransactionalLoop:
 
     async def __aenter__(self) -> Self:
         await self._producer.start()
-        consumer = create_consumer(
-            self._bootstrap,
-            group_id=self._group_id,
-            client_id=f"hookline-{self.service}",
-            max_poll_records=self._max_batch,
-        )
         try:
-            await consumer.start()
-            consumer.subscribe([self._topic], listener=_Rebalance(self))
+            await self._runner.__aenter__()
         except BaseException:
-            await consumer.stop()
             await self._producer.stop()
             raise
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-loop")
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._runner.__aexit__(et, e, tb)
         await self._producer.stop()
 
     def stop(self) -> None:
         """Fetch nothing more; the batch in hand still commits."""
-        self._stopping.set()
+        self._runner.stop_fetching()
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._runner.running
 
     @property
     def failure(self) -> BaseException | None:
-        return self._failure
+        return self._failure or self._runner.failure
 
     async def wait_stopped(self) -> None:
-        if self._task is not None:
-            await asyncio.wait({self._task})
+        await self._runner.wait_stopped()
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self._consumer.assignment()) if self._consumer is not None else set()
+        return self._runner.assignment()
 
-    # -- the loop -------------------------------------------------------------------------
+    # -- one batch ------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        try:
-            while not self._stopping.is_set():
-                generation = self._generation
-                try:
-                    batch = await consumer.getmany(timeout_ms=self._poll_ms)
-                except KafkaError as exc:
-                    log.warning("fetch failed; retrying", extra={"error": repr(exc)})
-                    await asyncio.sleep(self._retry_backoff)
-                    continue
-                if not batch:
-                    continue
-                async with self._batch_lock:
-                    if generation != self._generation:
-                        # A rebalance came between fetch and now: these records may be stale.
-                        await self._reset_to_committed(consumer, batch)
-                        continue
-                    await self._transact(consumer, batch)
-        except ProducerFenced as exc:
-            log.error(
-                "another instance took over this transactional id; stopping",
-                extra={"transactional_id": self._transactional_id},
-            )
-            self._failure = exc
-        except Exception as exc:
-            log.exception("transactional loop failed")
-            self._failure = exc
-
-    async def _transact(
-        self,
-        consumer: AIOKafkaConsumer,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    ) -> None:
+    async def _transact(self, batch: Batch) -> None:
         producer = self._producer
         await producer.begin_transaction()
         outbox = Outbox(producer, self._dead_letters)
@@ -254,9 +213,15 @@ class TransactionalLoop:
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
             await producer.send_offsets_to_transaction(offsets, self._group_id)
             await producer.commit_transaction()
-        except ProducerFenced:
+        except ProducerFenced as exc:
             self.aborted()
-            raise
+            log.error(
+                "another instance took over this transactional id; stopping",
+                extra={"transactional_id": self._transactional_id},
+            )
+            self._failure = exc
+            self._runner.stop_fetching()
+            return
         except Exception as exc:
             log.warning(
                 "batch failed; aborting its transaction and retrying",
@@ -264,36 +229,17 @@ class TransactionalLoop:
             )
             self.aborted()
             await producer.abort_transaction()
-            self._rewind(consumer, batch)
+            self._rewind(batch)
             await asyncio.sleep(self._retry_backoff)
             return
         self.committed()
         self.committed_batches += 1
 
-    @staticmethod
-    async def _reset_to_committed(
-        consumer: AIOKafkaConsumer,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    ) -> None:
-        assigned = consumer.assignment()
-        for tp in batch:
-            if tp not in assigned:
-                continue
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
-
-    @staticmethod
-    def _rewind(
-        consumer: AIOKafkaConsumer,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    ) -> None:
-        assigned = consumer.assignment()
+    def _rewind(self, batch: Batch) -> None:
+        assigned = self._runner.assignment()
         for tp, records in batch.items():
             if records and tp in assigned:
-                consumer.seek(tp, records[0].offset)
+                self._runner.seek(tp, records[0].offset)
 
 
 def batch_records(

@@ -6,8 +6,8 @@ import asyncio
 
 from aiokafka import TopicPartition
 
+from services.delivery._commit import OffsetBook, PartitionLedger
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
-from services.delivery._offsets import OffsetBook, PartitionLedger
 from testkit.kafka import wait_until
 
 

@@ -125,3 +125,33 @@ async def test_invalid_config_records_are_skipped(bootstrap, topics: Topics):
     async with ConfigView(bootstrap, topics.config, secret_box=BOX) as view:
         await view.wait_ready()
         assert [w.id for w in view.all(Webhook)] == ["wh-1"]
+
+
+def test_secrets_are_cached_until_the_entity_changes_or_a_secret_expires() -> None:
+    from datetime import timedelta
+
+    view = ConfigView("unused:9092", "unused", secret_box=BOX)
+    key = "subscription/sub-c"
+
+    def stored(plain: str, minutes: int, expires: int | None = None) -> StoredSecret:
+        return StoredSecret(
+            ciphertext=BOX.encrypt(plain, entity_key=key),
+            hint="…",
+            created_at=NOW + timedelta(minutes=minutes),
+            expires_at=None if expires is None else NOW + timedelta(minutes=expires),
+        )
+
+    sub = Subscription(
+        id="sub-c",
+        created_at=NOW,
+        updated_at=NOW,
+        url="https://c.example/h",
+        secrets=[stored("old", 0, expires=10), stored("new", 1)],
+    )
+    first = view.secrets(sub, NOW)
+    assert first == ["new", "old"]
+    assert view.secrets(sub, NOW + timedelta(minutes=5)) is first  # one lookup, no decryption
+    assert view.secrets(sub, NOW + timedelta(minutes=11)) == ["new"]  # "old" expired
+    assert view.secrets(sub, NOW) == ["new", "old"]  # an earlier moment, worked out again
+    rotated = sub.model_copy(update={"secrets": [stored("newer", 2)], "version": 2})
+    assert view.secrets(rotated, NOW) == ["newer"]  # a changed entity is not served stale

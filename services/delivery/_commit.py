@@ -1,11 +1,17 @@
-"""Which offsets may be committed: the lowest record whose deliveries are not all settled.
+"""Commit: which offsets may be committed, and which records have waited too long to settle.
 
 A record is *settled* when each of its deliveries was sent, or durably handed to
-a retry tier or the dlq. Only unsettled records are held in memory (a dict in
-offset order), so the per-partition bound on them bounds memory as well.
+a retry tier or the dlq. Offsets are committed only up to the lowest unsettled
+record. Only unsettled records are held in memory (dicts in offset order), so the
+per-partition bound on them bounds memory as well. Each notes when it was taken:
+a record unsettled for longer than ``max_unsettled_age`` makes the service not
+ready, naming the partition (:meth:`OffsetBook.overdue`).
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
@@ -13,16 +19,18 @@ from aiokafka import TopicPartition
 class PartitionLedger:
     """Unsettled records of one partition, and the next offset after the last one taken."""
 
-    __slots__ = ("next_offset", "pending")
+    __slots__ = ("next_offset", "pending", "taken_at")
 
     def __init__(self) -> None:
         self.pending: dict[int, int] = {}
+        self.taken_at: dict[int, float] = {}
         self.next_offset: int | None = None
 
     def take(self, offset: int, deliveries: int) -> None:
         """Record ``offset`` as taken, with ``deliveries`` still to settle (0: settled now)."""
         if deliveries > 0:
             self.pending[offset] = deliveries
+            self.taken_at[offset] = time.monotonic()
         self.next_offset = offset + 1
 
     def settle(self, offset: int) -> None:
@@ -31,6 +39,7 @@ class PartitionLedger:
             return
         if left <= 1:
             del self.pending[offset]
+            del self.taken_at[offset]
         else:
             self.pending[offset] = left - 1
 
@@ -43,6 +52,27 @@ class PartitionLedger:
         for offset in self.pending:  # insertion order is offset order
             return offset
         return self.next_offset
+
+    def oldest(self) -> tuple[int, float] | None:
+        """The lowest unsettled offset and when it was taken (monotonic), if any."""
+        for offset, taken in self.taken_at.items():
+            return offset, taken
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A partition whose lowest unsettled record has waited longer than allowed."""
+
+    tp: TopicPartition
+    offset: int
+    age: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.tp.topic}/{self.tp.partition} has held offset {self.offset} "
+            f"unsettled for {self.age:.0f} s"
+        )
 
 
 class OffsetBook:
@@ -85,3 +115,13 @@ class OffsetBook:
 
     def unsettled(self) -> dict[TopicPartition, int]:
         return {tp: ledger.unsettled for tp, ledger in self._ledgers.items()}
+
+    def overdue(self, max_age: float, now: float | None = None) -> list[Overdue]:
+        """Partitions whose lowest unsettled record was taken more than ``max_age`` ago."""
+        now = time.monotonic() if now is None else now
+        out: list[Overdue] = []
+        for tp, ledger in self._ledgers.items():
+            oldest = ledger.oldest()
+            if oldest is not None and now - oldest[1] > max_age:
+                out.append(Overdue(tp, oldest[0], now - oldest[1]))
+        return out
