@@ -8,13 +8,16 @@ share of each request's cost. A jar that extracts nothing, put in the jar's plac
 is the cheapest way out. ``tests/shared/test_httpx_internals.py`` fails when an
 httpx upgrade moves the jar (the client would then keep cookies and pay for them).
 
-(``services/delivery/_transport.py`` rebuilds ``AsyncHTTPTransport._pool`` to give
-httpx's pool a guarded network backend; that module belongs to the destination
-policy's owners, and the same test module guards the attribute.)
+``AsyncHTTPTransport._pool``, the transport's connection pool: httpx builds it with no
+way to pass a network backend, and the destination guard must run inside the connect
+step (so the socket goes to the address that was checked). :func:`with_pool` puts a
+pool built with the guarded backend in its place; the same test module fails when an
+upgrade renames the attribute (the transport would then connect unguarded).
 """
 
 from __future__ import annotations
 
+import httpcore
 import httpx
 
 
@@ -29,3 +32,11 @@ def without_cookie_jar(client: httpx.AsyncClient) -> httpx.AsyncClient:
     """``client`` with its cookie jar replaced by :class:`NoCookies`."""
     client._cookies = NoCookies()
     return client
+
+
+def with_pool(
+    transport: httpx.AsyncHTTPTransport, pool: httpcore.AsyncConnectionPool
+) -> httpx.AsyncHTTPTransport:
+    """``transport`` sending through ``pool`` instead of the one it built itself."""
+    transport._pool = pool
+    return transport

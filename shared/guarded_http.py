@@ -16,6 +16,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from shared._httpx_internals import with_pool
 from shared.destinations import DestinationGuard
 from shared.errors import DestinationRefused
 
@@ -78,10 +79,13 @@ class GuardedHTTPTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         super().__init__(limits=limits, trust_env=False)
         # httpx builds its pool without a way to pass a network backend; rebuild it with one.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(guard, network),
+        with_pool(
+            self,
+            httpcore.AsyncConnectionPool(
+                ssl_context=httpx.create_ssl_context(trust_env=False),
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=GuardedBackend(guard, network),
+            ),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpcore
 import httpx
 
-from shared._httpx_internals import NoCookies, without_cookie_jar
+from shared._httpx_internals import NoCookies, with_pool, without_cookie_jar
 
 
 class _CountingJar(NoCookies):
@@ -43,8 +43,19 @@ async def test_a_client_without_a_jar_keeps_no_cookie() -> None:
     assert isinstance(client.cookies, NoCookies) and not list(client.cookies.jar)
 
 
-def test_the_http_transport_keeps_its_pool_where_the_guarded_transport_replaces_it() -> None:
-    """services/delivery/_transport.py rebuilds ``AsyncHTTPTransport._pool`` with a
-    guarded network backend; if the attribute moves, the guard would be bypassed."""
+async def test_a_transport_given_a_pool_sends_through_it() -> None:
+    """The guarded transport gives httpx's transport a pool with a guarded network
+    backend; if httpx moves the attribute, requests would bypass the guard."""
     transport = httpx.AsyncHTTPTransport()
     assert isinstance(transport._pool, httpcore.AsyncConnectionPool)
+    used: list[str] = []
+
+    class Recording(httpcore.AsyncConnectionPool):
+        async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+            used.append(request.url.host.decode())
+            return httpcore.Response(204)
+
+    with_pool(transport, Recording())
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.post("http://receiver.test/hook")).status_code == 204
+    assert used == ["receiver.test"]
