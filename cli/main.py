@@ -175,6 +175,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         settings.topic_prefix,
         partitions=settings.topic_partitions,
         retry_tiers=len(settings.retry_schedule),
+        audit_retention_days=settings.audit_retention_days,
     )
     report = asyncio.run(
         ensure_topics(

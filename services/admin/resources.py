@@ -303,20 +303,38 @@ class Resource(Generic[E]):
         return self.respond(await self.write(request, entity_id, body, dry_run=query.dry_run))
 
     async def patch(self, request: Request) -> Response:
-        entity_id = self.require(request.path_params["id"]).id
         patch = await read_json(request)
         if not isinstance(patch, dict):
             raise invalid(["body"], "a merge patch is a JSON object", "dict_type")
+        return await self._patched(request, patch)
+
+    async def enable(self, request: Request) -> Response:
+        return await self._patched(request, {"enabled": True})
+
+    async def disable(self, request: Request) -> Response:
+        return await self._patched(request, {"enabled": False})
+
+    @property
+    def can_be_disabled(self) -> bool:
+        return "enabled" in self.kind.model_fields
+
+    async def _patched(self, request: Request, patch: dict[str, Any]) -> Response:
+        entity_id = self.require(request.path_params["id"]).id
         if patch.get("id") is not None and patch["id"] != entity_id:
             raise invalid(["body", "id"], "the body's id differs from the path's")
         fields = set(self.in_model.model_fields) - {"secret"}
 
         def patched(current: E) -> BaseModel:
-            base = current.model_dump(mode="json", include=fields)
+            base = self.editable(current, fields)
             merged = {**merge_patch(base, patch), "id": entity_id}
             return parse(self.in_model, merged, "body", self.context())
 
         return self.respond(await self.write(request, entity_id, patched, must_exist=True))
+
+    def editable(self, current: E, fields: set[str]) -> dict[str, Any]:
+        """The current state as a body would give it (what a merge patch applies to)."""
+        data: dict[str, Any] = current.model_dump(mode="json", include=fields)
+        return data
 
     async def delete(self, request: Request) -> Response:
         entity_id = self.require(request.path_params["id"]).id
