@@ -108,7 +108,8 @@ def parse_tokens_file(text: str, source: str = "HOOKLINE_ADMIN_TOKENS_FILE") -> 
             raise ConfigurationError(f"{where} ({name}): role must be one of {', '.join(ROLES)}")
         if not isinstance(digest, str) or not _HEX_SHA256.match(digest):
             raise ConfigurationError(
-                f"{where} ({name}): sha256 must be the token's SHA-256 in hex (64 characters)"
+                f"{where} ({name}): sha256 must be the token's SHA-256 in hex (64 characters, "
+                "in quotes)"
             )
         raw = bytes.fromhex(digest)
         if name in names:

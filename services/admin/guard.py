@@ -141,9 +141,18 @@ class _CapturedBody:
 
 
 def _entry(
-    op: Operation, request: Request, principal: Principal, status: int, digest: str
+    op: Operation,
+    request: Request,
+    principal: Principal,
+    status: int,
+    digest: str,
+    response: Response | None = None,
 ) -> AuditEntry:
     outcome = "refused" if status == 403 else "allowed" if status < 400 else "failed"
+    resource_id = request.path_params.get("id")
+    if resource_id is None and response is not None and "location" in response.headers:
+        # A create names the new id only in its answer.
+        resource_id = response.headers["location"].rstrip("/").rsplit("/", 1)[-1] or None
     return AuditEntry(
         actor=principal.name,
         role=principal.role,
@@ -151,7 +160,7 @@ def _entry(
         method=request.method,
         path=request.url.path,
         resource=op.resource,
-        resource_id=request.path_params.get("id"),
+        resource_id=resource_id,
         change_digest=digest,
         source_ip=source_ip(request.scope),
         request_id=request_id_of(request.scope),
@@ -189,7 +198,8 @@ def guarded(op: Operation, trail: Callable[[], AuditTrail], run: Handler) -> Han
             with contextlib.suppress(Unavailable):
                 await trail().record(entry)
             raise
-        entry = _entry(op, request, principal, response.status_code, change_digest(captured.body()))
+        digest = change_digest(captured.body())
+        entry = _entry(op, request, principal, response.status_code, digest, response)
         try:
             await trail().record(entry)
         except Unavailable:

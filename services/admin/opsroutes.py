@@ -28,6 +28,7 @@ from .opsmodels import (
     RedeliveryOut,
     ReplayIn,
 )
+from .rekey import Rekey, RekeyOut
 from .replays import ReplayJobs
 from .routes import Answer, Operation
 
@@ -232,5 +233,18 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             action="admin",
             resource="audit",
             audit_as="audit.list",
+        ),
+        Operation(
+            "POST",
+            "/v1/admin/rekey",
+            Rekey(ctx).run,
+            "rekey",
+            "Seal every stored secret and header value by the first HOOKLINE_SECRET_KEY "
+            "(idempotent; then the old key can be removed)",
+            "admin",
+            {200: Answer("Done: what was rewritten, and what no key opens.", RekeyOut)},
+            errors=(503,),
+            resource="config",
+            audit_as="config.rekey",
         ),
     ]

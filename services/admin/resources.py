@@ -39,6 +39,7 @@ from shared.entities import (
 from shared.errors import AlreadyExists, SecretError
 
 from .context import AdminContext
+from .headers import masked, sealed_headers
 from .models import (
     ID_RE,
     ListQuery,
@@ -120,7 +121,7 @@ class Resource(Generic[E]):
         return True
 
     def out(self, entity: E, secret: str | None = None) -> BaseModel:
-        data = entity.model_dump(exclude={"secrets"})
+        data = entity.model_dump(exclude={"secrets", "encrypted_headers"})
         if "secrets" in self.out_model.model_fields:
             data["secrets"] = secret_infos(getattr(entity, "secrets", []))
             data["secret"] = secret
@@ -432,6 +433,23 @@ class SubscriptionResource(Resource[Subscription]):
         data["disabled_reason"] = current.disabled_reason if keep and current else None
         return data
 
+    def build(
+        self, entity_id: str, body: Any, current: Subscription | None, now: datetime
+    ) -> tuple[Subscription, str | None]:
+        entity, shown = super().build(entity_id, body, current, now)
+        # The body's header values, sealed: never stored in plaintext (see headers.py).
+        sealed = sealed_headers(self.ctx.box, entity, entity.headers, current)
+        return entity.model_copy(update={"encrypted_headers": sealed, "headers": {}}), shown
+
+    def out(self, entity: Subscription, secret: str | None = None) -> BaseModel:
+        shown = entity.model_copy(update={"headers": masked(entity), "encrypted_headers": {}})
+        return super().out(shown, secret)
+
+    def editable(self, current: Subscription, fields: set[str]) -> dict[str, Any]:
+        data = super().editable(current, fields)
+        data["headers"] = masked(current)  # a patch without headers keeps them
+        return data
+
     def matches(self, entity: Subscription, query: Any) -> bool:
         q: SubscriptionQuery = query
         if q.enabled is not None and entity.enabled != q.enabled:
@@ -482,7 +500,8 @@ def changed_fields(current: Entity, new: Entity) -> list[str]:
     before = current.model_dump(exclude=META)
     after = new.model_dump(exclude=META)
     names = [k for k in after if before.get(k) != after[k]]
-    return ["secret" if n == "secrets" else n for n in names]
+    renamed = {"secrets": "secret", "encrypted_headers": "headers"}
+    return list(dict.fromkeys(renamed.get(n, n) for n in names))
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
