@@ -17,8 +17,8 @@ from shared.topics import Topics
 from testkit import TEST_SECRET_KEY
 from testkit.kafka import read_topic, wait_until
 from testkit.receivers import Receiver, completed, publish
-
 from tests.ingress.helpers import ingress_client, standard_headers
+
 from .conftest import running_admin
 
 pytestmark = pytest.mark.kafka
