@@ -51,6 +51,7 @@ class ConfigView(TopicFollower):
         # from, its active secrets (newest first), when the first of them expires, and the
         # moment they were worked out for (an earlier moment may have more of them active).
         self._plain_cache: dict[str, tuple[Entity, list[str], float, float]] = {}
+        self._header_cache: dict[str, tuple[Subscription, dict[str, str]]] = {}
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(key, entity_or_None)`` is called after each applied change."""
@@ -119,6 +120,7 @@ class ConfigView(TopicFollower):
             if value is None:
                 previous = self._entities.pop(key, None)
                 self._plain_cache.pop(key, None)
+                self._header_cache.pop(key, None)
                 if previous is not None:
                     self._notify(key, None)
                 return
@@ -140,6 +142,7 @@ class ConfigView(TopicFollower):
             return
         self._entities[key] = entity
         self._plain_cache.pop(key, None)
+        self._header_cache.pop(key, None)
         self._notify(key, entity)
 
     def _notify(self, key: str, entity: Entity | None) -> None:
@@ -148,3 +151,18 @@ class ConfigView(TopicFollower):
                 listener(key, entity)
             except Exception:
                 log.exception("config listener failed", extra={"key": key})
+
+    def headers(self, subscription: Subscription) -> dict[str, str]:
+        """The subscription's custom headers, values decrypted (plaintext ones of older
+        records as they are); kept per subscription until it changes."""
+        hit = self._header_cache.get(subscription.key)
+        if hit is not None and hit[0] is subscription:
+            return hit[1]
+        if subscription.encrypted_headers and self._box is None:
+            raise SecretError("this config view was built without a secret key")
+        plain = dict(subscription.headers)
+        for name, sealed in subscription.encrypted_headers.items():
+            assert self._box is not None
+            plain[name] = self._box.decrypt(sealed, entity_key=subscription.header_key(name))
+        self._header_cache[subscription.key] = (subscription, plain)
+        return plain

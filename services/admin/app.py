@@ -1,4 +1,5 @@
-"""The admin API as a Starlette app: bearer auth, the operation table, health and OpenAPI."""
+"""The admin API as a Starlette app: named tokens and roles, the audit trail, the operation
+table, health and OpenAPI."""
 
 from __future__ import annotations
 
@@ -16,20 +17,18 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.crypto import constant_time_equals
-from shared.errors import InternalError, Unauthorized
+from shared.errors import InternalError
 from shared.health import health_routes
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
 
 from .context import AdminContext
+from .guard import OPEN_PATHS, Authenticate
 from .openapi import openapi_document
 from .routes import operations, starlette_routes
 from .web import json_response
 
 access_log = logging.getLogger("hookline.admin.access")
-
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _version() -> str:
@@ -37,45 +36,6 @@ def _version() -> str:
         return package_version("hookline")
     except PackageNotFoundError:
         return "0"
-
-
-class BearerAuth:
-    """401 unless ``Authorization: Bearer <one of the tokens>``; health paths stay open.
-
-    Every configured token is compared, in constant time, whatever matched first.
-    """
-
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
-        self.app = app
-        self.tokens = [t.encode() for t in tokens]
-
-    def allowed(self, header: bytes | None) -> bool:
-        if header is None:
-            return False
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        given = given.strip()
-        ok = False
-        for token in self.tokens:
-            ok |= constant_time_equals(given, token)
-        return ok and bool(given)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope.get("headers") or ()).get(b"authorization")
-        if not self.allowed(header):
-            response = problem_response(
-                Unauthorized(
-                    "send Authorization: Bearer <an admin token>",
-                    headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
-                )
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 class AccessLog:
@@ -128,8 +88,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The admin API; its lifespan starts and stops the Kafka clients and views it uses.
 
-    Raises :class:`~shared.errors.ConfigurationError` when ``HOOKLINE_SECRET_KEY`` or
-    ``HOOKLINE_ADMIN_TOKEN`` is missing.
+    Raises :class:`~shared.errors.ConfigurationError` when ``HOOKLINE_SECRET_KEY`` is
+    missing, or no admin token is registered (``HOOKLINE_ADMIN_TOKENS_FILE``,
+    ``HOOKLINE_ADMIN_TOKEN``).
     """
     ctx = AdminContext(settings)
     ops = operations(ctx)
@@ -141,7 +102,7 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
     routes: list[BaseRoute] = [
         *health_routes(ctx.readiness),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *starlette_routes(ops),
+        *starlette_routes(ops, lambda: ctx.audit),
         *extra_routes,
     ]
     app = Starlette(
@@ -149,7 +110,7 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
         lifespan=ctx.lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
-    app.add_middleware(BearerAuth, tokens=ctx.tokens)
+    app.add_middleware(Authenticate, tokens=ctx.tokens, trail=lambda: ctx.audit)
     app.add_middleware(AccessLog)
     app.state.admin = ctx
     return app
