@@ -182,3 +182,52 @@ async def served_ingress(settings: Settings, **overrides: Any) -> AsyncIterator[
         server.should_exit = True
         with contextlib.suppress(Exception, SystemExit):
             await asyncio.wait_for(task, 30)
+
+
+class Forwarder:
+    """A reverse proxy on loopback: listens on ``address``, connects upstream from it, and
+    appends its peer to ``X-Forwarded-For``, as an Ingress controller or a load balancer
+    does. One request per connection (it asks upstream to close after the answer)."""
+
+    def __init__(self, address: str, upstream: tuple[str, int]) -> None:
+        self.address, self.upstream = address, upstream
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Forwarder:
+        self._server = await asyncio.start_server(self._handle, self.address, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            lines, forwarded, length = [head[0]], [], 0
+            for line in head[1:]:
+                if not line:
+                    continue
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "x-forwarded-for":
+                    forwarded.append(value.strip())
+                elif name.strip().lower() != "connection":
+                    lines.append(line)
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            lines.append(f"X-Forwarded-For: {', '.join([*forwarded, peer])}")
+            lines.append("Connection: close")
+            up_reader, up_writer = await asyncio.open_connection(
+                *self.upstream, local_addr=(self.address, 0)
+            )
+            up_writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            writer.write(await up_reader.read())
+            up_writer.close()
+            await writer.drain()
+        finally:
+            writer.close()
