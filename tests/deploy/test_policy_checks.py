@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from deploy import _compose, _dockerfile, _manifests, checks
+from deploy import _compose, _dockerfile, _manifests, _resources, checks
 
 Resources = list[dict[str, Any]]
 
 
 def base_resources() -> Resources:
+    """The base's workloads and policies, and the example overlay's public route."""
     files = (
         "serviceaccount.yaml",
         "ingress.yaml",
@@ -23,7 +24,12 @@ def base_resources() -> Resources:
         "delivery.yaml",
         "networkpolicy.yaml",
     )
-    return [r for f in files for r in _manifests.load((checks.BASE / f).read_text())]
+    route = checks.K8S / "overlays" / "example" / "route.yaml"
+    return [
+        r
+        for path in (*(checks.BASE / f for f in files), route)
+        for r in _resources.load(path.read_text())
+    ]
 
 
 def find(resources: Resources, kind: str, name: str) -> dict[str, Any]:
@@ -37,6 +43,17 @@ def container(resources: Resources, kind: str, name: str) -> dict[str, Any]:
 
 def test_committed_workloads_keep_their_promises():
     assert _manifests.check_workloads(base_resources()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "path_type"),
+    [("/webhooks", "Prefix"), ("/webhooks/", "Prefix"), ("/webhooks/gh-main/github", "Exact")],
+)
+def test_routes_for_webhooks_alone_pass(path: str, path_type: str) -> None:
+    resources = copy.deepcopy(base_resources())
+    _route(path, path_type)(resources)
+    _http_route([{"path": {"type": "PathPrefix", "value": path}}])(resources)
+    assert _manifests.check_workloads(resources) == []
 
 
 def _pop_readiness(rs: Resources) -> None:
@@ -162,6 +179,63 @@ def _admin_probe_elsewhere(rs: Resources) -> None:
     container(rs, "Deployment", "hookline-admin")["livenessProbe"]["httpGet"]["path"] = "/"
 
 
+def _ingress_probe_on_public_port(rs: Resources) -> None:
+    container(rs, "Deployment", "hookline-ingress")["readinessProbe"]["httpGet"]["port"] = "http"
+
+
+def _ingress_scraped_on_public_port(rs: Resources) -> None:
+    template = find(rs, "Deployment", "hookline-ingress")["spec"]["template"]
+    template["metadata"]["annotations"]["prometheus.io/port"] = "8080"
+
+
+def _internal_port_in_service(rs: Resources) -> None:
+    ports = find(rs, "Service", "hookline-ingress")["spec"]["ports"]
+    ports.append({"name": "metrics", "port": 9090, "targetPort": "internal"})
+
+
+def _internal_port_from_everywhere(rs: Resources) -> None:
+    find(rs, "NetworkPolicy", "hookline-ingress")["spec"]["ingress"][1].pop("from")
+
+
+def _public_rule_admits_every_port(rs: Resources) -> None:
+    # The webhook rule without its port list admits the internal port from anywhere too.
+    find(rs, "NetworkPolicy", "hookline-ingress")["spec"]["ingress"][0].pop("ports")
+
+
+def _route(path: str, path_type: str = "Prefix", service: str = "hookline-ingress") -> Any:
+    def mutate(rs: Resources) -> None:
+        route = find(rs, "Ingress", "hookline-webhooks")
+        entry = route["spec"]["rules"][0]["http"]["paths"][0]
+        entry.update(path=path, pathType=path_type)
+        entry["backend"]["service"]["name"] = service
+
+    return mutate
+
+
+def _route_default_backend(rs: Resources) -> None:
+    route = find(rs, "Ingress", "hookline-webhooks")
+    route["spec"]["defaultBackend"] = {
+        "service": {"name": "hookline-ingress", "port": {"number": 80}}
+    }
+
+
+def _http_route(matches: list[dict[str, Any]] | None) -> Any:
+    def mutate(rs: Resources) -> None:
+        rule: dict[str, Any] = {"backendRefs": [{"name": "hookline-ingress", "port": 80}]}
+        if matches is not None:
+            rule["matches"] = matches
+        rs.append(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "hooks"},
+                "spec": {"parentRefs": [{"name": "public"}], "rules": [rule]},
+            }
+        )
+
+    return mutate
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -189,6 +263,25 @@ def _admin_probe_elsewhere(rs: Resources) -> None:
         (_no_delivery, "no workload runs `hookline delivery`"),
         (_no_admin, "no workload runs `hookline admin`"),
         (_admin_probe_elsewhere, "hookline-admin container admin: livenessProbe must GET /healthz"),
+        (
+            _ingress_probe_on_public_port,
+            "readinessProbe must use the internal port 8084 (has http)",
+        ),
+        (_ingress_scraped_on_public_port, "prometheus.io/port must be the internal port 8084"),
+        (_internal_port_in_service, "Service/hookline-ingress: carries the ingress' internal port"),
+        (_internal_port_from_everywhere, "admits the ingress' internal port from everywhere"),
+        (_public_rule_admits_every_port, "admits the ingress' internal port from everywhere"),
+        (_route("/"), "routes / (Prefix), wider than the public /webhooks prefix"),
+        (_route("/metrics", "Exact"), "routes /metrics (Exact), wider than the public /webhooks"),
+        (_route("/webhook"), "routes /webhook (Prefix), wider"),
+        (_route("/webhooks/.*", "ImplementationSpecific"), "(ImplementationSpecific), wider"),
+        (_route("/webhooks", service="hookline-dispatcher"), "to Service hookline-dispatcher, not"),
+        (_route_default_backend, "Ingress/hookline-webhooks: routes / (Prefix), wider"),
+        (_http_route(None), "HTTPRoute/hooks: routes / (PathPrefix), wider"),
+        (
+            _http_route([{"path": {"type": "RegularExpression", "value": "/webhooks/.*"}}]),
+            "HTTPRoute/hooks: routes /webhooks/.* (RegularExpression), wider",
+        ),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
@@ -245,6 +338,16 @@ def test_committed_compose_file_is_wired_as_promised():
             ("ingress", "ports"),
             ["8080:8080", "8081:8081"],
             "admin port may be published on loopback",
+        ),
+        (
+            ("ingress", "ports"),
+            ["8080:8080", "8084:8084"],
+            "ingress: the ingress' internal port may be published on loopback only",
+        ),
+        (
+            ("ingress", "healthcheck"),
+            {"test": ["CMD", "curl", "-f", "http://127.0.0.1:8080/readyz"]},
+            "ingress: the healthcheck must GET http://127.0.0.1:8084/readyz",
         ),
         (("delivery", "command"), ["dispatcher"], "delivery: must run `hookline delivery`"),
         (("dispatcher", "read_only"), False, "dispatcher: the root filesystem must be read-only"),

@@ -99,3 +99,21 @@ def test_deploy_checks_fail_on_a_broken_manifest(tools, tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     assert "FAIL" in out and "PodDisruptionBudget/hookline-ingress" in out
     assert "partitions 12, registry 6" in out
+
+
+def test_deploy_checks_fail_on_a_wide_public_route_and_users_off_the_acl_table(
+    tools, tmp_path, monkeypatch, capsys
+):
+    k8s = tmp_path / "k8s"
+    shutil.copytree(checks.K8S, k8s)
+    route = k8s / "overlays" / "example" / "route.yaml"
+    route.write_text(route.read_text().replace("- path: /webhooks", "- path: /"))
+    users = k8s / "base" / "kafka-users.yaml"
+    users.write_text(users.read_text().replace("name: hookline.inbound", "name: hookline.dlq", 1))
+    monkeypatch.setattr(checks, "K8S", k8s)
+
+    assert checks.main([]) == 1
+    out = capsys.readouterr().out
+    assert "Ingress/hookline-webhooks: routes / (Prefix), wider than the public /webhooks" in out
+    assert "KafkaUser/hookline-ingress: lacks allow Write on topic hookline.inbound" in out
+    assert "KafkaUser/hookline-ingress: grants allow Write on topic hookline.dlq" in out
