@@ -10,4 +10,5 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.ingress",
     "bench.dispatcher",
     "bench.delivery",
+    "bench.e2e",
 )
