@@ -22,7 +22,8 @@ connection if the request can still be answered; it marks the request's cycle
 disconnected (``cycle.disconnected``, ``cycle.message_event``), so the app's pending
 ``receive()`` returns ``http.disconnect`` and whatever it sends is dropped, and it
 tells the app why in ``scope["extensions"]["hookline.request_timeout"]``. A body
-still trickling in after the app answered (a 404 never reads it) is closed.
+still trickling in after the app answered (a 404 never reads it), or one of a request
+queued behind another's answer (uvicorn's ``pipeline``), is closed without an answer.
 ``tests/ingress/test_uvicorn_internals.py`` fails when a uvicorn upgrade moves any
 of these.
 
@@ -87,7 +88,12 @@ class _EdgeProtocol(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits]
     _answers: ClassVar[dict[Phase, bytes]]
 
-    _deadline: asyncio.TimerHandle | None = None
+    # The deadline in force (loop time), or None between a body's end and the next request.
+    # One timer per connection, moved only when a deadline comes sooner than it: arming
+    # and clearing a deadline for each request costs a clock read, not a timer.
+    _due: float | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _timer_at = 0.0
     _phase: Phase = "headers"
     _heard = False  # some bytes of the next request have arrived
     _refused = False
@@ -102,14 +108,17 @@ class _EdgeProtocol(HttpToolsProtocol):
         self._arm("headers")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._counted:
             self._counted = False
             metrics.OPEN_CONNECTIONS.dec()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None:
+        if self._due is None:
             # Between requests (a keep-alive connection's next one, or a pipelined one):
             # its headers are due within the deadline, whatever uvicorn's idle timer did.
             self._arm("headers")
@@ -124,23 +133,30 @@ class _EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due = None
         self._heard = False
         super().on_message_complete()
 
     def _arm(self, phase: Phase) -> None:
-        self._disarm()
-        self._phase = phase
         seconds = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
-        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+        self._phase = phase
+        self._due = due = self.loop.time() + seconds
+        if self._timer is None or due < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self.loop.call_at(due, self._check), due
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _check(self) -> None:
+        self._timer = None
+        if self._due is None:
+            return  # the request it was set for arrived in time; none is pending
+        if self.loop.time() < self._due:  # a later deadline replaced the one it was set for
+            self._timer, self._timer_at = self.loop.call_at(self._due, self._check), self._due
+            return
+        self._due = None
+        self._expired(self._phase)
 
     def _expired(self, phase: Phase) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -157,7 +173,9 @@ class _EdgeProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         metrics.REQUEST_TIMEOUTS.labels("body").inc()
-        if cycle is not None and not cycle.response_started:
+        # A pipelined request queued behind another's answer (``pipeline``) cannot be
+        # answered before it: that connection is only closed.
+        if cycle is not None and not cycle.response_started and not self.pipeline:
             extensions = cycle.scope.setdefault("extensions", {})
             extensions[TIMEOUT_EXTENSION] = {"phase": "body", "seconds": self.limits.body_timeout}
             self.transport.write(self._answers["body"])

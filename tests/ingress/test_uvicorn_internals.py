@@ -29,6 +29,8 @@ def test_the_callbacks_the_edge_protocol_overrides_are_uvicorns_own() -> None:
     # there is how a connection over the bound gets the 503 instead of the app.
     assert "self.app" in inspect.getsource(HttpToolsProtocol.on_headers_complete)
     assert "self.connections" in inspect.getsource(HttpToolsProtocol.connection_made)
+    # Pipelined requests wait in ``pipeline``; a deadline must not answer over another's.
+    assert "self.pipeline" in inspect.getsource(HttpToolsProtocol.__init__)
     # uvicorn's keep-alive timer is disarmed by any data and armed again only after a
     # response: without the header deadline a trickling client is never timed out.
     assert "_unset_keepalive_if_required" in inspect.getsource(HttpToolsProtocol.data_received)
