@@ -107,4 +107,3 @@ def test_deploy_checks_fail_on_a_broken_manifest(tools, tmp_path, monkeypatch, c
     assert "Ingress/hookline-webhooks: routes / (Prefix), wider than the public /webhooks" in out
     assert "KafkaUser/hookline-ingress: lacks allow Write on topic hookline.inbound" in out
     assert "KafkaUser/hookline-ingress: grants allow Write on topic hookline.dlq" in out
-
