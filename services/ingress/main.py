@@ -93,9 +93,10 @@ async def serve(settings: Settings) -> int:
         finally:
             stopped.set()
             await watch
-    if health.failed:
-        log.error("the internal port stopped", extra={"port": settings.ingress_internal_port})
-        return 1
+        # Asked before the context stops the server (which then no longer looks failed).
+        if health.failed:
+            log.error("the internal port stopped", extra={"port": settings.ingress_internal_port})
+            return 1
     return code
 
 

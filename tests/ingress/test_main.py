@@ -136,3 +136,35 @@ async def test_the_process_tuning_is_the_entry_points_and_undone_at_stop(
     async with served.router.lifespan_context(served):
         assert gc.get_freeze_count() > before
     assert gc.get_freeze_count() == before
+
+
+async def test_an_internal_port_that_cannot_be_served_stops_the_ingress_with_1(
+    settings: Settings, topics: Topics, tmp_path: Path
+):
+    # Nothing could probe or scrape it: the process goes, and Kubernetes restarts it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "HOOKLINE_ADMIN_TOKEN"},
+            "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
+            "HOOKLINE_SECRET_KEY": TEST_SECRET_KEY,
+            "HOOKLINE_HOST": "127.0.0.1",
+            "HOOKLINE_INGRESS_PORT": str(free_port()),
+            "HOOKLINE_INGRESS_INTERNAL_PORT": str(taken.getsockname()[1]),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            "ingress",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, output.decode()
+    assert b'"msg":"the internal port stopped"' in output
+    assert b"Traceback" not in output
