@@ -8,13 +8,20 @@ rate), then an open loop at 70% of that peak (latency measured from each
 request's scheduled send time, so a stall is not hidden by the generator
 waiting).
 
-The machine is shared and noisy, so the two sides are measured in interleaved
-rounds (both servers stay up; the order alternates each round) and the figures
-are medians over the rounds; the ratio is the median of the per-round ratios,
-each from two measurements taken seconds apart.
+The ingress runs as ``hookline ingress`` does (``services.ingress.main.run``: the
+public port's protocol with its deadlines and connection bound, the internal port for
+readiness), and a second one serves HTTPS (``HOOKLINE_TLS_CERTFILE``, a certificate
+made for the run) to the same load generator speaking TLS (keep-alive connections: the
+handshakes are done before the clock starts, so the figures are TLS's per-request cost).
+Its figures are the ``https_`` ones, beside the plaintext ones.
+
+The machine is shared and noisy, so the sides are measured in interleaved rounds (the
+servers stay up; the order rotates each round) and the figures are medians over the
+rounds; the ratio is the median of the per-round ratios, each from two measurements
+taken seconds apart.
 
 ``python -m bench ingress`` runs it; the two subcommands below are its helper
-processes (``serve`` and ``load``).
+processes (``serve`` and ``load``, the latter in ``bench/_load.py``).
 """
 
 from __future__ import annotations
@@ -22,38 +29,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._load import CONCURRENCY, DURATION, SECRET, WARMUP, WEBHOOK_ID, load
 from localkafka import LocalKafka
-from testkit import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = FIXTURES / "github" / "push" / "payload.json"
-SECRET = "bench-github-secret"
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
-WEBHOOK_ID = "bench-gh"
-CONCURRENCY = 32
-WARMUP = 1.5
-DURATION = 5.0
 LOAD_FACTOR = 0.7
-POOL = 128
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
-# uvloop's timers tick in whole milliseconds: a shorter sleep would spin the
-# generator (and take the CPU the broker and the server need).
-TICK = 0.001
+KINDS = ("bare", "hookline", "hookline-https")
+# The figures of the HTTPS side reported beside the plaintext ones (as https_<name>).
+HTTPS_FIGURES = (
+    "requests_per_s",
+    "server_cpu_us_per_request",
+    "p50_ms_closed_loop",
+    "p99_ms_closed_loop",
+    "p50_ms_at_70pct",
+    "p99_ms_at_70pct",
+    "answered_202",
+    "answered_other",
+)
 
 
 # -- the servers (helper process) ----------------------------------------------------------
@@ -81,22 +89,19 @@ def _bare_app() -> Any:
 
 
 def serve(kind: str, port: int) -> None:
+    if kind != "bare":
+        from services.ingress.main import run
+        from shared.settings import Settings
+
+        # As `hookline ingress` runs: its ports, TLS and production logging (one JSON
+        # line per request, written to /dev/null here) come from the HOOKLINE_* settings.
+        sys.exit(run(Settings()))
+
     import uvicorn
     import uvloop
 
-    from shared.logging import configure_logging
-    from shared.settings import Settings
-
-    if kind == "hookline":
-        from services.ingress.main import serving_app
-
-        # Production logging: one JSON line per request (written to /dev/null here).
-        configure_logging("ingress", "INFO")
-        app = serving_app(Settings())
-    else:
-        app = _bare_app()
     config = uvicorn.Config(
-        app,
+        _bare_app(),
         host="127.0.0.1",
         port=port,
         http="httptools",
@@ -110,159 +115,25 @@ def serve(kind: str, port: int) -> None:
         runner.run(uvicorn.Server(config).serve())
 
 
-# -- the load generator (helper process) ---------------------------------------------------
+def _certificate(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for localhost signed by it: (CA, certificate, key) files."""
+    from cryptography.hazmat.primitives import serialization
 
+    from localkafka.security import make_ca, make_server_cert
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request at a time."""
-
-    def __init__(self, done: Any) -> None:
-        self._done = done
-        self._buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.started = 0.0
-        self.lost = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self, request: bytes, started: float) -> None:
-        self.started = started
-        assert self.transport is not None
-        self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self._buffer[:end]).lower()
-            length = 0
-            marker = head.find(b"content-length:")
-            if marker >= 0:
-                eol = head.find(b"\r\n", marker)
-                length = int(head[marker + 15 : eol if eol >= 0 else len(head)])
-            if len(self._buffer) < end + 4 + length:
-                return
-            status = int(head[9:12])
-            del self._buffer[: end + 4 + length]
-            self._done(self, status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-
-class _Requests:
-    """Signed GitHub push deliveries; the delivery id differs per request (it is not signed)."""
-
-    def __init__(self, port: int) -> None:
-        body = FIXTURE.read_bytes()
-        digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        self._head = (
-            f"POST /webhooks/{WEBHOOK_ID}/github HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\n"
-            "User-Agent: GitHub-Hookshot/bench\r\n"
-            "X-GitHub-Event: push\r\n"
-            f"X-Hub-Signature-256: sha256={digest}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-        ).encode()
-        self._body = body
-        self._prefix = uuid.uuid4().hex[:12]
-        self._n = 0
-
-    def next(self) -> bytes:
-        self._n += 1
-        delivery = f"X-GitHub-Delivery: {self._prefix}-{self._n:010d}\r\n\r\n".encode()
-        return self._head + delivery + self._body
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _load(port: int, concurrency: int, duration: float, rate: float | None) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    requests = _Requests(port)
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    idle: deque[_Connection] = deque()
-    pending: deque[float] = deque()
-    measuring_from = [float("inf")]
-    stop_at = [float("inf")]
-
-    def done(conn: _Connection, status: int) -> None:
-        now = time.perf_counter()
-        if conn.started >= measuring_from[0] and conn.started < stop_at[0]:
-            latencies.append(now - conn.started)
-            statuses[status] = statuses.get(status, 0) + 1
-        if now >= stop_at[0]:
-            return
-        if rate is None:  # closed loop: the next request goes out at once
-            conn.send(requests.next(), now)
-        elif pending:
-            conn.send(requests.next(), pending.popleft())
-        else:
-            idle.append(conn)
-
-    size = concurrency if rate is None else POOL
-    conns = []
-    for _ in range(size):
-        transport, conn = await loop.create_connection(lambda: _Connection(done), "127.0.0.1", port)
-        conn.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conns.append(conn)
-    start = time.perf_counter()
-    measuring_from[0] = start + WARMUP
-    stop_at[0] = start + WARMUP + duration
-    if rate is None:
-        for conn in conns:
-            conn.send(requests.next(), time.perf_counter())
-        await asyncio.sleep(WARMUP + duration)
-    else:
-        idle.extend(conns)
-        sent = 0
-        while True:
-            now = time.perf_counter()
-            if now >= stop_at[0]:
-                break
-            due = int((now - start) * rate)
-            while sent < due:
-                intended = start + sent / rate  # latency counts from here
-                sent += 1
-                if idle:
-                    idle.popleft().send(requests.next(), intended)
-                else:
-                    pending.append(intended)
-            await asyncio.sleep(TICK)
-    await asyncio.sleep(0.5)  # let the last responses land
-    for conn in conns:
-        if conn.transport is not None:
-            conn.transport.close()
-    count = len(latencies)
-    return {
-        "completed": count,
-        "accepted": statuses.get(202, 0),
-        "statuses": {str(k): v for k, v in statuses.items()},
-        "requests_per_s": count / duration,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
-    }
-
-
-def load(port: int, concurrency: int, duration: float, rate: float | None) -> None:
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(_load(port, concurrency, duration, rate))
-    print(json.dumps(result))
+    ca_key, ca_cert = make_ca("hookline bench CA")
+    key, cert = make_server_cert(ca_key, ca_cert, ["localhost"], ["127.0.0.1"])
+    files = (folder / "ca.pem", folder / "tls.crt", folder / "tls.key")
+    files[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
 
 
 # -- the orchestration (in the bench runner) -----------------------------------------------
@@ -302,21 +173,35 @@ async def _helper(*args: str, env: dict[str, str] | None = None) -> asyncio.subp
     )
 
 
-async def _run_load(port: int, rate: float | None) -> dict[str, Any]:
+async def _run_load(port: int, rate: float | None, cafile: Path | None) -> dict[str, Any]:
     args = ["load", "--port", str(port), "--concurrency", str(CONCURRENCY)]
     args += ["--duration", str(DURATION)]
     if rate is not None:
         args += ["--rate", f"{rate:.1f}"]
+    if cafile is not None:
+        args += ["--cafile", str(cafile)]
     process = await _helper(*args)
     out, _ = await process.communicate()
     result: dict[str, Any] = json.loads(out)
     return result
 
 
-async def _start(kind: str, env: dict[str, str]) -> tuple[int, asyncio.subprocess.Process]:
-    port = _free_port()
+async def _start(
+    kind: str, env: dict[str, str], tls: tuple[Path, Path, Path]
+) -> tuple[int, asyncio.subprocess.Process]:
+    port = ready = _free_port()
+    if kind != "bare":
+        ready = _free_port()  # the ingress answers /readyz on its internal port only
+        env = {
+            **env,
+            "HOOKLINE_HOST": "127.0.0.1",
+            "HOOKLINE_INGRESS_PORT": str(port),
+            "HOOKLINE_INGRESS_INTERNAL_PORT": str(ready),
+        }
+    if kind == "hookline-https":
+        env = {**env, "HOOKLINE_TLS_CERTFILE": str(tls[1]), "HOOKLINE_TLS_KEYFILE": str(tls[2])}
     server = await _helper("serve", "--kind", kind, "--port", str(port), env=env)
-    await _wait_ready(port, server)
+    await _wait_ready(ready, server)
     return port, server
 
 
@@ -344,18 +229,18 @@ def _broker_pid(bootstrap: str) -> int | None:
     return None
 
 
-async def _round(port: int, pid: int, broker: int | None) -> dict[str, Any]:
+async def _round(port: int, pid: int, broker: int | None, cafile: Path | None) -> dict[str, Any]:
     """One side, once: the closed-loop peak, then the open loop at 70% of it."""
     cpu = _cpu_seconds(pid)
     broker_cpu = _cpu_seconds(broker) if broker else 0.0
-    peak = await _run_load(port, None)
+    peak = await _run_load(port, None, cafile)
     # CPU per request at the peak, of the server and of the broker beside it on this
     # machine (warm-up included on both sides of the division: the closed loop runs at
     # the same rate throughout).
     served = peak["requests_per_s"] * (WARMUP + DURATION) or float("nan")
     cpu_us = (_cpu_seconds(pid) - cpu) / served * 1e6
     broker_us = (_cpu_seconds(broker) - broker_cpu) / served * 1e6 if broker else float("nan")
-    steady = await _run_load(port, peak["requests_per_s"] * LOAD_FACTOR)
+    steady = await _run_load(port, peak["requests_per_s"] * LOAD_FACTOR, cafile)
     return {
         "requests_per_s": peak["requests_per_s"],
         "server_cpu_us_per_request": cpu_us,
@@ -437,21 +322,35 @@ async def run(bootstrap: str) -> dict[str, Any]:
     }
     servers: dict[str, tuple[int, asyncio.subprocess.Process]] = {}
     broker = _broker_pid(bootstrap)
-    rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "hookline": []}
+    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    folder = Path(tempfile.mkdtemp(prefix="hookline-bench-tls-"))
+    tls = _certificate(folder)
+    cafile = {"hookline-https": tls[0]}
     try:
-        for kind in ("bare", "hookline"):
-            servers[kind] = await _start(kind, env)
-        for kind in ("bare", "hookline"):  # warm-up: connections, batches, caches
-            await _run_load(servers[kind][0], None)
+        for kind in KINDS:
+            servers[kind] = await _start(kind, env, tls)
+        for kind in KINDS:  # warm-up: connections, batches, caches
+            await _run_load(servers[kind][0], None, cafile.get(kind))
         for n in range(ROUNDS):
-            order = ("bare", "hookline") if n % 2 == 0 else ("hookline", "bare")
-            for kind in order:
+            for kind in KINDS[n % len(KINDS) :] + KINDS[: n % len(KINDS)]:
                 port, server = servers[kind]
-                rounds[kind].append(await _round(port, server.pid, broker))
+                rounds[kind].append(await _round(port, server.pid, broker, cafile.get(kind)))
     finally:
         for _, server in servers.values():
             await _stop(server)
+        shutil.rmtree(folder, ignore_errors=True)
     ours, bare = _summary(rounds["hookline"]), _summary(rounds["bare"])
+    https = _summary(rounds["hookline-https"])
+    ours.update({f"https_{key}": https[key] for key in HTTPS_FIGURES})
+    ours["https_rounds_requests_per_s"] = https["rounds_requests_per_s"]
+    ours["https_to_plaintext_requests_ratio"] = round(
+        statistics.median(
+            h["requests_per_s"] / p["requests_per_s"]
+            for h, p in zip(rounds["hookline-https"], rounds["hookline"], strict=True)
+            if p["requests_per_s"]
+        ),
+        3,
+    )
     ours["events_on_inbound"] = await _records_on(bootstrap, prefix + "inbound")
     ratios = [
         o["requests_per_s"] / b["requests_per_s"]
@@ -464,7 +363,8 @@ async def run(bootstrap: str) -> dict[str, Any]:
         "figures": ours,
         "baseline": bare,
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
-        "aim": ">= 0.6 of the bare handler's requests/s; p99 < 25 ms at 70% of peak",
+        "aim": ">= 0.6 of the bare handler's requests/s; p99 < 25 ms at 70% of peak "
+        "(plaintext and HTTPS)",
     }
 
 
@@ -472,18 +372,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingress")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("--kind", choices=["hookline", "bare"], required=True)
+    s.add_argument("--kind", choices=KINDS, required=True)
     s.add_argument("--port", type=int, required=True)
     ld = sub.add_parser("load")
     ld.add_argument("--port", type=int, required=True)
     ld.add_argument("--concurrency", type=int, default=CONCURRENCY)
     ld.add_argument("--duration", type=float, default=DURATION)
     ld.add_argument("--rate", type=float, default=None)
+    ld.add_argument("--cafile", type=Path, default=None, help="speak TLS, trusting this CA")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.kind, args.port)
     else:
-        load(args.port, args.concurrency, args.duration, args.rate)
+        load(args.port, args.concurrency, args.duration, args.rate, args.cafile)
     return 0
 
 

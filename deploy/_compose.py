@@ -10,11 +10,19 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
-from deploy._manifests import ADMIN_PORT, SECRET_READERS
+from deploy._manifests import SECRET_READERS
+from deploy._resources import ADMIN_PORT, INGRESS_INTERNAL_PORT
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 # Each service and the port of its health routes.
-PORTS = {"ingress": 8080, "admin": ADMIN_PORT, "dispatcher": 8082, "delivery": 8083}
+PORTS = {
+    "ingress": INGRESS_INTERNAL_PORT,
+    "admin": ADMIN_PORT,
+    "dispatcher": 8082,
+    "delivery": 8083,
+}
+# Ports that must never face the internet: published on loopback, if at all.
+INTERNAL_PORTS = {ADMIN_PORT: "the admin port", INGRESS_INTERNAL_PORT: "the ingress' internal port"}
 SERVICES = tuple(PORTS)
 EXPECTED = ("kafka", "topics", *SERVICES)
 
@@ -106,9 +114,8 @@ def check_compose(doc: dict[str, Any]) -> list[str]:
             )
         for port in service.get("ports") or []:
             text = str(port)
-            published_admin = text.endswith(f":{ADMIN_PORT}") or text == str(ADMIN_PORT)
-            if published_admin and not text.startswith(("127.0.0.1:", "[::1]:")):
-                problems.append(
-                    f"{name}: the admin port may be published on loopback only ({text})"
-                )
+            for internal, what in INTERNAL_PORTS.items():
+                published = text.endswith(f":{internal}") or text == str(internal)
+                if published and not text.startswith(("127.0.0.1:", "[::1]:")):
+                    problems.append(f"{name}: {what} may be published on loopback only ({text})")
     return problems

@@ -15,12 +15,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from deploy._exposure import check_exposure
+from deploy._resources import (
+    Resource,
+    command,
+    name,
+    pod_labels,
+    pod_spec,
+    selects,
+)
 from shared.settings import STANDARD_RETRY_SCHEDULE
 from shared.topics import TopicSpec, topic_registry
-
-Resource = dict[str, Any]
 
 SERVICES = ("ingress", "admin", "dispatcher", "delivery")
 # Who may hold each secret setting: the services whose code reads it (a test holds this
@@ -30,7 +35,6 @@ SECRET_READERS: dict[str, frozenset[str]] = {
     "HOOKLINE_SECRET_KEY": frozenset({"ingress", "admin", "delivery"}),
 }
 SECRET_SETTINGS = tuple(SECRET_READERS)
-ADMIN_PORT = 8081
 # The only writable path under a read-only root filesystem (an emptyDir).
 WRITABLE_DIR = "/tmp"  # noqa: S108
 # Topic settings a deployment may add without the registry knowing (operational tuning).
@@ -48,14 +52,6 @@ def render(kustomize: Path, directory: Path) -> str:
     if done.returncode != 0:
         raise ValueError(f"kustomize build {directory} failed: {done.stderr.strip()}")
     return done.stdout
-
-
-def load(text: str) -> list[Resource]:
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-
-
-def _name(r: Mapping[str, Any]) -> str:
-    return f"{r.get('kind')}/{r.get('metadata', {}).get('name')}"
 
 
 def kubeconform(
@@ -228,25 +224,8 @@ def check_topics(resources: list[Resource], settings: Mapping[str, str] | None =
 def _runs_topics(job: Resource) -> bool:
     return any(
         (c.get("args") or c.get("command") or [])[-1:] == ["topics"]
-        for c in _pod_spec(job).get("containers") or []
+        for c in pod_spec(job).get("containers") or []
     )
-
-
-def _pod_spec(r: Resource) -> Resource:
-    spec: Resource = r.get("spec", {}).get("template", {}).get("spec", {})
-    return spec
-
-
-def _pod_labels(r: Resource) -> dict[str, str]:
-    labels: dict[str, str] = (
-        r.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-    )
-    return labels
-
-
-def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    wanted = selector.get("matchLabels") or {}
-    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
 
 
 def _prestop_seconds(container: Resource) -> int:
@@ -256,10 +235,6 @@ def _prestop_seconds(container: Resource) -> int:
         return int(command[1])
     sleep = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {})
     return int(sleep.get("seconds", 0))
-
-
-def _command(c: Resource) -> str:
-    return str((c.get("args") or c.get("command") or [""])[0])
 
 
 def _check_container(where: str, c: Resource, grace: int, shutdown: float) -> list[str]:
@@ -289,10 +264,10 @@ def _check_container(where: str, c: Resource, grace: int, shutdown: float) -> li
         if env.get("name") in SECRET_SETTINGS and "value" in env
     )
     problems.extend(
-        f"{where}: `hookline {_command(c)}` must not hold {env['name']} "
+        f"{where}: `hookline {command(c)}` must not hold {env['name']} "
         f"(only {', '.join(sorted(SECRET_READERS[env['name']]))})"
         for env in c.get("env") or []
-        if env.get("name") in SECRET_READERS and _command(c) not in SECRET_READERS[env["name"]]
+        if env.get("name") in SECRET_READERS and command(c) not in SECRET_READERS[env["name"]]
     )
     needed = shutdown + _prestop_seconds(c)
     if grace <= needed:
@@ -308,12 +283,12 @@ def check_workloads(resources: list[Resource]) -> list[str]:
     settings = settings_of(resources)
     shutdown = float(settings.get("HOOKLINE_SHUTDOWN_GRACE", "20"))
     problems = [
-        f"{_name(r)}: a Secret must never be committed"
+        f"{name(r)}: a Secret must never be committed"
         for r in resources
         if r.get("kind") == "Secret"
     ]
     problems += [
-        f"{_name(r)}: {key} must come from a Secret, not a ConfigMap"
+        f"{name(r)}: {key} must come from a Secret, not a ConfigMap"
         for r in resources
         if r.get("kind") == "ConfigMap"
         for key in r.get("data") or {}
@@ -324,133 +299,31 @@ def check_workloads(resources: list[Resource]) -> list[str]:
     hpas = [r for r in resources if r.get("kind") == "HorizontalPodAutoscaler"]
     seen: dict[str, Resource] = {}
     for w in workloads:
-        pod = _pod_spec(w)
+        pod = pod_spec(w)
         containers = pod.get("containers") or []
         if not containers:
-            problems.append(f"{_name(w)}: no containers")
+            problems.append(f"{name(w)}: no containers")
             continue
-        command = _command(containers[0])
-        if command in SERVICES:
-            seen[command] = w
+        runs = command(containers[0])
+        if runs in SERVICES:
+            seen[runs] = w
         if (pod.get("securityContext") or {}).get("runAsNonRoot") is not True:
-            problems.append(f"{_name(w)}: the pod needs securityContext.runAsNonRoot: true")
+            problems.append(f"{name(w)}: the pod needs securityContext.runAsNonRoot: true")
         annotations = w["spec"]["template"].get("metadata", {}).get("annotations") or {}
         if annotations.get("prometheus.io/scrape") != "true":
-            problems.append(f"{_name(w)}: needs the prometheus.io/scrape annotation")
+            problems.append(f"{name(w)}: needs the prometheus.io/scrape annotation")
         grace = int(pod.get("terminationGracePeriodSeconds", 30))
         for c in containers:
-            problems += _check_container(
-                f"{_name(w)} container {c.get('name')}", c, grace, shutdown
-            )
-        if not any(_selects(p.get("spec", {}).get("selector") or {}, _pod_labels(w)) for p in pdbs):
-            problems.append(f"{_name(w)}: no PodDisruptionBudget selects its pods")
-    for name in SERVICES:
-        if name not in seen:
-            problems.append(f"no workload runs `hookline {name}`")
+            problems += _check_container(f"{name(w)} container {c.get('name')}", c, grace, shutdown)
+        if not any(selects(p.get("spec", {}).get("selector") or {}, pod_labels(w)) for p in pdbs):
+            problems.append(f"{name(w)}: no PodDisruptionBudget selects its pods")
+    for service in SERVICES:
+        if service not in seen:
+            problems.append(f"no workload runs `hookline {service}`")
     ingress = seen.get("ingress")
     if ingress is not None and not any(
         h.get("spec", {}).get("scaleTargetRef", {}).get("name") == ingress["metadata"]["name"]
         for h in hpas
     ):
-        problems.append(f"{_name(ingress)}: no HorizontalPodAutoscaler scales it")
-    return problems + check_admin_exposure(resources)
-
-
-def _exposes_admin(service: Resource) -> bool:
-    for port in service.get("spec", {}).get("ports") or []:
-        if ADMIN_PORT in (port.get("port"), port.get("targetPort")) or "admin" in (
-            port.get("name"),
-            port.get("targetPort"),
-        ):
-            return True
-    return False
-
-
-def _admin_workloads(resources: list[Resource]) -> list[Resource]:
-    """The workloads that run `hookline admin`."""
-    return [
-        r
-        for r in resources
-        if r.get("kind") in ("Deployment", "StatefulSet")
-        and any(_command(c) == "admin" for c in _pod_spec(r).get("containers") or [])
-    ]
-
-
-def _service_selects(service: Resource, labels: Mapping[str, str]) -> bool:
-    wanted = service.get("spec", {}).get("selector") or {}
-    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
-
-
-def _policy_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A NetworkPolicy's podSelector: empty selects every pod of the namespace."""
-    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-        return True
-    return _selects(selector, labels) or bool(selector.get("matchExpressions"))
-
-
-def _admits_admin_port(rule: Resource) -> bool:
-    ports = rule.get("ports") or []
-    # No ports listed: the rule admits every port.
-    return not ports or any(p.get("port") in (ADMIN_PORT, "admin") for p in ports)
-
-
-def check_admin_exposure(resources: list[Resource]) -> list[str]:
-    """The admin API is reachable only inside the cluster, never routed from outside.
-
-    An admin Service is one that selects the pods of `hookline admin` or carries the admin
-    port: it must be a ClusterIP Service with that port alone, select the admin pods (not
-    another service's), and no Ingress may name it. A NetworkPolicy must select the admin
-    pods, and every rule of those policies that admits the admin port must name its peers:
-    pods or namespaces of the cluster, never an ipBlock and never everyone.
-    """
-    problems = []
-    admin_pods = [_pod_labels(w) for w in _admin_workloads(resources)]
-    admin_services = set()
-    for r in resources:
-        if r.get("kind") != "Service":
-            continue
-        selects_admin = any(_service_selects(r, labels) for labels in admin_pods)
-        if not (selects_admin or _exposes_admin(r)):
-            continue
-        admin_services.add(r["metadata"]["name"])
-        kind = r.get("spec", {}).get("type", "ClusterIP")
-        if kind != "ClusterIP":
-            problems.append(f"{_name(r)}: exposes the admin API through a {kind} Service")
-        if len(r.get("spec", {}).get("ports") or []) > 1:
-            problems.append(f"{_name(r)}: the admin port needs a Service of its own")
-        if admin_pods and not selects_admin:
-            problems.append(
-                f"{_name(r)}: carries the admin port but selects no `hookline admin` pods"
-            )
-    for r in resources:
-        if r.get("kind") != "Ingress":
-            continue
-        text = json.dumps(r.get("spec", {}))
-        problems.extend(
-            f"{_name(r)}: routes to the admin Service {name}"
-            for name in sorted(admin_services)
-            if f'"name": "{name}"' in text
-        )
-    for workload in _admin_workloads(resources):
-        labels = _pod_labels(workload)
-        policies = [
-            p
-            for p in resources
-            if p.get("kind") == "NetworkPolicy"
-            and _policy_selects(p.get("spec", {}).get("podSelector") or {}, labels)
-            and "Ingress" in (p.get("spec", {}).get("policyTypes") or ["Ingress"])
-        ]
-        if not policies:
-            problems.append(
-                f"{_name(workload)}: no NetworkPolicy keeps the admin port cluster-internal"
-            )
-        for policy in policies:
-            for rule in policy.get("spec", {}).get("ingress") or []:
-                if not _admits_admin_port(rule):
-                    continue
-                peers = rule.get("from") or []
-                if not peers:
-                    problems.append(f"{_name(policy)}: admits the admin port from everywhere")
-                elif any("ipBlock" in peer for peer in peers):
-                    problems.append(f"{_name(policy)}: admits the admin port from an ipBlock")
-    return problems
+        problems.append(f"{name(ingress)}: no HorizontalPodAutoscaler scales it")
+    return problems + check_exposure(resources)

@@ -6,7 +6,9 @@
   against Strimzi's CRD schemas; then the KafkaTopics are matched to the topic
   registry and the workloads to what the deployment promises (probes, hardening,
   drains, disruption budgets, autoscaling, every service present, secrets only where
-  they are read, an admin API that stays inside the cluster).
+  they are read, an admin API and an ingress internal port that stay inside the
+  cluster, a public route for ``/webhooks`` alone), and the Kafka users and each
+  workload's credentials to the ACL table (:mod:`deploy._kafka_users`).
 * Compose: ``deploy/compose.yaml`` against the Compose Specification's schema,
   then its wiring.
 * Dockerfile: hadolint, then the image's own rules, and every package of
@@ -14,7 +16,8 @@
 
 Tools and schemas are fetched and pinned by :mod:`deploy._tools` into
 ``.cache/deploy`` on first use. ``--write-topics`` regenerates
-``deploy/k8s/base/topics.yaml`` from the topic registry.
+``deploy/k8s/base/topics.yaml`` from the topic registry, ``--write-users``
+``deploy/k8s/base/kafka-users.yaml`` from the ACL table (``shared/acls.py``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from typing import Any
 
 import yaml
 
-from deploy import _compose, _dockerfile, _manifests, _tools
+from deploy import _compose, _dockerfile, _kafka_users, _manifests, _resources, _tools
+from shared.acls import SERVICES
 
 DEPLOY = Path(__file__).resolve().parent
 K8S = DEPLOY / "k8s"
 BASE = K8S / "base"
 TOPICS_FILE = BASE / "topics.yaml"
+USERS_FILE = BASE / "kafka-users.yaml"
 STRIMZI_KINDS = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
 
 
@@ -61,6 +66,19 @@ def topics_yaml(settings: dict[str, str], cluster: str = "hookline") -> str:
         "# One KafkaTopic per topic of the topic registry (shared/topics.py), for the settings of\n"
         "# kustomization.yaml. Generated: python -m deploy.checks --write-topics; make lint fails\n"
         "# when this file and the registry disagree.\n"
+    )
+    return header + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=False)
+
+
+def users_yaml(settings: dict[str, str], cluster: str = "hookline") -> str:
+    prefix = settings.get("HOOKLINE_TOPIC_PREFIX", "hookline.")
+    docs = [_kafka_users.kafka_user(s, prefix=prefix, cluster=cluster) for s in SERVICES]
+    header = (
+        "# One KafkaUser per service with exactly its ACLs (shared/acls.py, the table in\n"
+        "# docs/deploy.md) for the prefix of kustomization.yaml; Strimzi's user operator keeps\n"
+        "# each one's SCRAM-SHA-512 password in a Secret of the user's name (key: password).\n"
+        "# Generated: python -m deploy.checks --write-users; make lint fails when this file and\n"
+        "# the table disagree.\n"
     )
     return header + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=False)
 
@@ -127,7 +145,7 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
             text = _manifests.render(kustomize, directory)
         except ValueError as exc:
             return [(f"{label}: kustomize build", [str(exc)])]
-        resources = _manifests.load(text)
+        resources = _resources.load(text)
         sections = []
         if kubeconform is not None and k8s is not None:
             what = "Kubernetes" + (" and Strimzi" if strimzi else "")
@@ -148,6 +166,14 @@ def check_kubernetes(futures: dict[str, Future[Any]], report: Report) -> None:
         )
         sections.append(
             (f"{label}: workloads, exposure, secrets", _manifests.check_workloads(resources))
+        )
+        settings = _manifests.settings_of(resources)
+        sections.append(
+            (
+                f"{label}: Kafka users, credentials, ACLs",
+                _kafka_users.check_kafka_users(resources, settings)
+                + _kafka_users.check_kafka_credentials(resources, settings),
+            )
         )
         return sections
 
@@ -199,10 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-topics", action="store_true", help="regenerate deploy/k8s/base/topics.yaml"
     )
+    parser.add_argument(
+        "--write-users", action="store_true", help="regenerate deploy/k8s/base/kafka-users.yaml"
+    )
     args = parser.parse_args(argv)
-    if args.write_topics:
-        TOPICS_FILE.write_text(topics_yaml(base_settings()))
-        print(f"wrote {TOPICS_FILE.relative_to(DEPLOY.parent)}")
+    if args.write_topics or args.write_users:
+        for wanted, path, text in (
+            (args.write_topics, TOPICS_FILE, topics_yaml),
+            (args.write_users, USERS_FILE, users_yaml),
+        ):
+            if wanted:
+                path.write_text(text(base_settings()))
+                print(f"wrote {path.relative_to(DEPLOY.parent)}")
         return 0
     started = time.monotonic()
     report = Report()

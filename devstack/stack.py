@@ -178,11 +178,12 @@ async def _run(
     env = _service_env(bootstrap, creds, settings, args.receiver_port)
     # Started in this order, stopped in the reverse: the receiver and delivery are
     # up before anything can produce events, the ingress last (and stopped first).
+    # The port each service answers /readyz on (the ingress: its internal one).
     ports = {
         "delivery": settings.delivery_port,
         "dispatcher": settings.dispatcher_port,
         "admin": settings.admin_port,
-        "ingress": settings.ingress_port,
+        "ingress": settings.ingress_internal_port,
     }
     children = [
         ServiceProcess(

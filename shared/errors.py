@@ -23,6 +23,7 @@
         ├── Forbidden             403 forbidden
         ├── NotFound              404 not_found
         ├── MethodNotAllowed      405 method_not_allowed
+        ├── RequestTimeout        408 request_timeout (the ingress: a slow client's headers or body)
         ├── Conflict              409 (a base: the write cannot be done in the present state)
         │   ├── AlreadyExists     409 already_exists
         │   ├── SubscriptionGone  409 subscription_gone
@@ -205,6 +206,10 @@ class MethodNotAllowed(HttpProblem):
     status, slug, title = 405, "method_not_allowed", "Method not allowed"
 
 
+class RequestTimeout(HttpProblem):
+    status, slug, title = 408, "request_timeout", "Request timeout"
+
+
 class Conflict(HttpProblem):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -276,6 +281,7 @@ PROBLEM_FOR_STATUS: dict[int, type[HttpProblem]] = {
         Forbidden,
         NotFound,
         MethodNotAllowed,
+        RequestTimeout,
         Conflict,
         Gone,
         VersionConflict,

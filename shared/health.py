@@ -133,8 +133,14 @@ class HealthServer:
         await asyncio.wait({self._task, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
 
+    async def _serve(self) -> None:
+        # uvicorn exits when it cannot bind (its log says why); from a task that would
+        # escape the event loop. The task just ends, and ``failed`` tells.
+        with contextlib.suppress(SystemExit):
+            await self._server.serve()
+
     async def __aenter__(self) -> HealthServer:
-        self._task = asyncio.create_task(self._server.serve(), name="health-server")
+        self._task = asyncio.create_task(self._serve(), name="health-server")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

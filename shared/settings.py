@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Ports
     host: str = "0.0.0.0"
     ingress_port: int = 8080
+    ingress_internal_port: int = Field(
+        default=8084, description="the ingress' /healthz, /readyz and /metrics; never public"
+    )
     admin_port: int = 8081
     dispatcher_port: int = 8082
     delivery_port: int = 8083
@@ -97,6 +100,16 @@ class Settings(BaseSettings):
     # Ingress
     max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     signature_tolerance: float = Field(default=300.0, gt=0)
+    # HTTPS on the public port (docs/ingress.md): PEM files, re-read when they change.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # The public port against slow and idle clients: seconds for a request's headers to
+    # arrive, for its body to follow them, for an idle keep-alive connection to stay open;
+    # the connections one process keeps open (503 past it).
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=10.0, gt=0)
+    keepalive_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=2048, ge=1)
 
     # Dispatcher
     engine: Literal["kafka", "local"] = "kafka"
@@ -159,6 +172,8 @@ class Settings(BaseSettings):
             if value is not None and file is not None:
                 upper = f"HOOKLINE_{name.upper()}"
                 raise ValueError(f"set {upper} or {upper}_FILE, not both")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both HOOKLINE_TLS_CERTFILE and HOOKLINE_TLS_KEYFILE, or neither")
         return self
 
     @field_validator("retry_schedule", mode="before")

@@ -1,4 +1,9 @@
-"""The public ingress app: the four webhook routes and the health routes, one table.
+"""The public ingress app: the four webhook routes, one table, and nothing else.
+
+Health and metrics are not public: ``/healthz``, ``/readyz`` and ``/metrics`` are
+served on the internal port (``HOOKLINE_INGRESS_INTERNAL_PORT``) by
+``services.ingress.main`` from the app's ``state.readiness``; here they are 404 like
+any other path outside ``/webhooks/...``.
 
 Lifecycle (the Starlette lifespan): start — ensure the topics exist, start the
 idempotent producer, read the config topic to its end, then enter the caller's
@@ -36,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
 from shared.errors import ConfigurationError, InternalError
-from shared.health import Readiness, health_routes
+from shared.health import Readiness
 from shared.kafka import ensure_topics
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
@@ -83,6 +88,9 @@ def create_ingress_app(
     while_serving: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> Starlette:
     """The public app; its lifespan owns the producer and the config view.
+
+    Its readiness (config view caught up, producer started) is ``app.state.readiness``,
+    for the internal port's ``/readyz``.
 
     ``while_serving`` is entered once the app is ready and left when it stops: the
     entry point's process-wide tuning goes there, so an app built in a test leaves
@@ -134,10 +142,11 @@ def create_ingress_app(
         for provider in PROVIDERS
     ]
     app = Starlette(
-        routes=[*routes, *health_routes(readiness)],
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.ingress = ingress
     app.state.topics = topics
+    app.state.readiness = readiness
     return app

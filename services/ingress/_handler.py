@@ -30,6 +30,7 @@ from shared.errors import (
     MalformedRequest,
     NotFound,
     RateLimited,
+    RequestTimeout,
     SecretError,
     SignatureRejected,
     Unauthorized,
@@ -39,6 +40,7 @@ from shared.settings import Settings
 
 from . import _metrics as metrics
 from ._body import ParsedBody, check_media_type, parse_body, read_asgi_body
+from ._edge import TIMEOUT_EXTENSION
 from ._events import dedupe_id, event_type, new_event_id, provider_event_id
 from ._headers import filter_headers
 from ._network import TrustedProxies, ip_allowed
@@ -102,7 +104,14 @@ class WebhookIngress:
             outcome = refusal.slug
             fields["reason"] = refusal.detail
         except ClientDisconnected:
-            fields["reason"] = "client disconnected before its body was read"
+            timed_out = scope.get("extensions", {}).get(TIMEOUT_EXTENSION)
+            if timed_out is None:
+                fields["reason"] = "client disconnected before its body was read"
+            else:
+                # The connection's protocol answered 408 and closed it (_edge.py).
+                fields["reason"] = f"the body did not arrive within {timed_out['seconds']:g} s"
+                fields["status"] = 408
+                metrics.count(provider, RequestTimeout.slug, time.perf_counter() - started)
             _log_request(logging.INFO, fields)
             return
         except Exception:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "hookline_ingress_requests",
@@ -22,6 +22,22 @@ PUBLISH_SECONDS = Histogram(
     "Time from the write to Kafka's acknowledgement (acks=all), by provider route.",
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# The public port's connections (services/ingress/_edge.py), per process.
+OPEN_CONNECTIONS = Gauge(
+    "hookline_ingress_open_connections",
+    "Connections open on the public port (TLS handshakes done), including refused ones.",
+)
+REQUEST_TIMEOUTS = Counter(
+    "hookline_ingress_request_timeouts",
+    "Requests whose headers or body did not arrive in time, by phase: answered 408 and "
+    "closed, or closed (an idle new connection, a body still coming after the answer).",
+    ["phase"],
+)
+CONNECTIONS_REFUSED = Counter(
+    "hookline_ingress_connections_refused",
+    "Connections answered 503 and closed because HOOKLINE_MAX_CONNECTIONS were open.",
 )
 
 # Label lookups hash and validate their values on every call; the children are cached.

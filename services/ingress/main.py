@@ -1,10 +1,19 @@
-"""``hookline ingress``: the public webhook app, one uvicorn server, until SIGTERM.
+"""``hookline ingress``: the public webhook app and its internal port, until SIGTERM.
 
-Lifecycle: the server starts and runs the app's lifespan (topics, producer,
-config view); SIGTERM or SIGINT: it stops accepting connections, lets in-flight
-requests finish, runs the lifespan's shutdown (the producer drains), and ``run``
-returns 0. A server that fails to start returns 1. The admin API is a service of
-its own (``hookline admin``); this process holds no admin token.
+Two uvicorn servers in one process: the public port (``HOOKLINE_INGRESS_PORT``)
+serves ``/webhooks/...`` alone, over HTTPS when ``HOOKLINE_TLS_CERTFILE`` and
+``HOOKLINE_TLS_KEYFILE`` are set (:mod:`._tls`), with deadlines for slow clients and
+a bound on open connections (:mod:`._edge`); the internal port
+(``HOOKLINE_INGRESS_INTERNAL_PORT``) serves ``/healthz``, ``/readyz`` and
+``/metrics``, like the other services' ports.
+
+Lifecycle: the internal port starts (``/readyz`` is 503 until the app is ready),
+then the public server runs the app's lifespan (topics, producer, config view);
+SIGTERM or SIGINT: it stops accepting connections, lets in-flight requests finish,
+runs the lifespan's shutdown (the producer drains), the internal port stops, and
+``run`` returns 0. A server that fails to start, or an internal port that stops on
+its own, returns 1. The admin API is a service of its own (``hookline admin``);
+this process holds no admin token.
 
 Process-wide tuning (log records, the garbage collector) is this entry point's, not
 the app's: an app built in a test or mounted elsewhere leaves its interpreter alone.
@@ -12,35 +21,83 @@ the app's: an app built in a test or mounted elsewhere leaves its interpreter al
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 
-from shared.health import quiet_server, run_service, serve_until_signalled
+from shared.health import (
+    HealthServer,
+    QuietServer,
+    Readiness,
+    quiet_server,
+    run_service,
+    serve_until_signalled,
+)
 from shared.logging import configure_logging
 from shared.settings import Settings
 
 from ._app import create_ingress_app
+from ._edge import EdgeLimits, edge_protocol
+from ._tls import ReloadingCertificate
+
+log = logging.getLogger("hookline.ingress")
 
 
-async def serve(settings: Settings) -> int:
-    server = quiet_server(
-        serving_app(settings),
+def public_server(app: Starlette, settings: Settings) -> QuietServer:
+    """The public port's server: the edge protocol's deadlines and bound, HTTPS when set."""
+    options: dict[str, Any] = {}
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        certificate = ReloadingCertificate(settings.tls_certfile, settings.tls_keyfile)
+        options["ssl_context_factory"] = lambda config, default: certificate.context
+    limits = EdgeLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
+    return quiet_server(
+        app,
         settings.host,
         settings.ingress_port,
-        http="httptools",
+        http=edge_protocol(limits),
         loop="none",
         lifespan="on",
+        timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # The app reads X-Forwarded-For itself, from HOOKLINE_TRUSTED_PROXIES only;
         # uvicorn's own rewrite would trust loopback peers behind our back.
         proxy_headers=False,
+        **options,
     )
-    return await serve_until_signalled(server, name="ingress")
+
+
+async def serve(settings: Settings) -> int:
+    app = serving_app(settings)
+    server = public_server(app, settings)
+    readiness: Readiness = app.state.readiness
+    async with HealthServer(
+        readiness, host=settings.host, port=settings.ingress_internal_port
+    ) as health:
+        # The internal port going down (its port taken) stops the public one too: a
+        # process nobody can probe or scrape is restarted rather than left serving.
+        stopped = asyncio.Event()
+        watch = asyncio.create_task(health.until(stopped))
+        watch.add_done_callback(lambda _: setattr(server, "should_exit", True))
+        try:
+            code = await serve_until_signalled(server, name="ingress")
+        finally:
+            stopped.set()
+            await watch
+        # Asked before the context stops the server (which then no longer looks failed).
+        if health.failed:
+            log.error("the internal port stopped", extra={"port": settings.ingress_internal_port})
+            return 1
+    return code
 
 
 def tune_process() -> None:

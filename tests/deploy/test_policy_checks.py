@@ -1,4 +1,5 @@
-"""The deployment's promises beyond the schemas: workloads, exposure, compose, Dockerfile."""
+"""The deployment's promises beyond the schemas: workloads, exposure, secrets (compose and
+the Dockerfile: ``test_compose_and_image_checks.py``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from deploy import _compose, _dockerfile, _manifests, checks
+from deploy import _manifests, _resources, checks
 
 Resources = list[dict[str, Any]]
 
 
 def base_resources() -> Resources:
+    """The base's workloads and policies, and the example overlay's public route."""
     files = (
         "serviceaccount.yaml",
         "ingress.yaml",
@@ -23,7 +25,12 @@ def base_resources() -> Resources:
         "delivery.yaml",
         "networkpolicy.yaml",
     )
-    return [r for f in files for r in _manifests.load((checks.BASE / f).read_text())]
+    route = checks.K8S / "overlays" / "example" / "route.yaml"
+    return [
+        r
+        for path in (*(checks.BASE / f for f in files), route)
+        for r in _resources.load(path.read_text())
+    ]
 
 
 def find(resources: Resources, kind: str, name: str) -> dict[str, Any]:
@@ -37,6 +44,17 @@ def container(resources: Resources, kind: str, name: str) -> dict[str, Any]:
 
 def test_committed_workloads_keep_their_promises():
     assert _manifests.check_workloads(base_resources()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "path_type"),
+    [("/webhooks", "Prefix"), ("/webhooks/", "Prefix"), ("/webhooks/gh-main/github", "Exact")],
+)
+def test_routes_for_webhooks_alone_pass(path: str, path_type: str) -> None:
+    resources = copy.deepcopy(base_resources())
+    _route(path, path_type)(resources)
+    _http_route([{"path": {"type": "PathPrefix", "value": path}}])(resources)
+    assert _manifests.check_workloads(resources) == []
 
 
 def _pop_readiness(rs: Resources) -> None:
@@ -162,6 +180,63 @@ def _admin_probe_elsewhere(rs: Resources) -> None:
     container(rs, "Deployment", "hookline-admin")["livenessProbe"]["httpGet"]["path"] = "/"
 
 
+def _ingress_probe_on_public_port(rs: Resources) -> None:
+    container(rs, "Deployment", "hookline-ingress")["readinessProbe"]["httpGet"]["port"] = "http"
+
+
+def _ingress_scraped_on_public_port(rs: Resources) -> None:
+    template = find(rs, "Deployment", "hookline-ingress")["spec"]["template"]
+    template["metadata"]["annotations"]["prometheus.io/port"] = "8080"
+
+
+def _internal_port_in_service(rs: Resources) -> None:
+    ports = find(rs, "Service", "hookline-ingress")["spec"]["ports"]
+    ports.append({"name": "metrics", "port": 9090, "targetPort": "internal"})
+
+
+def _internal_port_from_everywhere(rs: Resources) -> None:
+    find(rs, "NetworkPolicy", "hookline-ingress")["spec"]["ingress"][1].pop("from")
+
+
+def _public_rule_admits_every_port(rs: Resources) -> None:
+    # The webhook rule without its port list admits the internal port from anywhere too.
+    find(rs, "NetworkPolicy", "hookline-ingress")["spec"]["ingress"][0].pop("ports")
+
+
+def _route(path: str, path_type: str = "Prefix", service: str = "hookline-ingress") -> Any:
+    def mutate(rs: Resources) -> None:
+        route = find(rs, "Ingress", "hookline-webhooks")
+        entry = route["spec"]["rules"][0]["http"]["paths"][0]
+        entry.update(path=path, pathType=path_type)
+        entry["backend"]["service"]["name"] = service
+
+    return mutate
+
+
+def _route_default_backend(rs: Resources) -> None:
+    route = find(rs, "Ingress", "hookline-webhooks")
+    route["spec"]["defaultBackend"] = {
+        "service": {"name": "hookline-ingress", "port": {"number": 80}}
+    }
+
+
+def _http_route(matches: list[dict[str, Any]] | None) -> Any:
+    def mutate(rs: Resources) -> None:
+        rule: dict[str, Any] = {"backendRefs": [{"name": "hookline-ingress", "port": 80}]}
+        if matches is not None:
+            rule["matches"] = matches
+        rs.append(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "hooks"},
+                "spec": {"parentRefs": [{"name": "public"}], "rules": [rule]},
+            }
+        )
+
+    return mutate
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -189,6 +264,25 @@ def _admin_probe_elsewhere(rs: Resources) -> None:
         (_no_delivery, "no workload runs `hookline delivery`"),
         (_no_admin, "no workload runs `hookline admin`"),
         (_admin_probe_elsewhere, "hookline-admin container admin: livenessProbe must GET /healthz"),
+        (
+            _ingress_probe_on_public_port,
+            "readinessProbe must use the internal port 8084 (has http)",
+        ),
+        (_ingress_scraped_on_public_port, "prometheus.io/port must be the internal port 8084"),
+        (_internal_port_in_service, "Service/hookline-ingress: carries the ingress' internal port"),
+        (_internal_port_from_everywhere, "admits the ingress' internal port from everywhere"),
+        (_public_rule_admits_every_port, "admits the ingress' internal port from everywhere"),
+        (_route("/"), "routes / (Prefix), wider than the public /webhooks prefix"),
+        (_route("/metrics", "Exact"), "routes /metrics (Exact), wider than the public /webhooks"),
+        (_route("/webhook"), "routes /webhook (Prefix), wider"),
+        (_route("/webhooks/.*", "ImplementationSpecific"), "(ImplementationSpecific), wider"),
+        (_route("/webhooks", service="hookline-dispatcher"), "to Service hookline-dispatcher, not"),
+        (_route_default_backend, "Ingress/hookline-webhooks: routes / (Prefix), wider"),
+        (_http_route(None), "HTTPRoute/hooks: routes / (PathPrefix), wider"),
+        (
+            _http_route([{"path": {"type": "RegularExpression", "value": "/webhooks/.*"}}]),
+            "HTTPRoute/hooks: routes /webhooks/.* (RegularExpression), wider",
+        ),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
@@ -218,145 +312,3 @@ def test_secret_settings_go_to_the_services_whose_code_reads_them():
         for setting in _manifests.SECRET_READERS
     }
     assert readers == _manifests.SECRET_READERS
-
-
-def compose_doc() -> dict[str, Any]:
-    return _compose.load((checks.DEPLOY / "compose.yaml").read_text())
-
-
-def test_committed_compose_file_is_wired_as_promised():
-    doc = compose_doc()
-    assert list(doc["services"]) == [
-        "kafka",
-        "topics",
-        "ingress",
-        "admin",
-        "dispatcher",
-        "delivery",
-    ]
-    assert _compose.check_compose(doc) == []
-
-
-@pytest.mark.parametrize(
-    ("path", "value", "expected"),
-    [
-        (("kafka", "image"), "apache/kafka:latest", "kafka: image must be apache/kafka:4.1.1"),
-        (
-            ("ingress", "ports"),
-            ["8080:8080", "8081:8081"],
-            "admin port may be published on loopback",
-        ),
-        (("delivery", "command"), ["dispatcher"], "delivery: must run `hookline delivery`"),
-        (("dispatcher", "read_only"), False, "dispatcher: the root filesystem must be read-only"),
-        (("delivery", "stop_grace_period"), "10s", "stop_grace_period must exceed"),
-        (("ingress", "depends_on"), {"kafka": {}}, "must start after the topics step"),
-        (
-            ("admin", "ports"),
-            ["8081:8081"],
-            "admin: the admin port may be published on loopback only",
-        ),
-        (("admin", "command"), ["ingress"], "admin: must run `hookline admin`"),
-        (
-            ("admin", "healthcheck"),
-            {"test": ["CMD", "curl", "-f", "http://127.0.0.1:8080/readyz"]},
-            "admin: the healthcheck must GET http://127.0.0.1:8081/readyz",
-        ),
-        (
-            ("ingress", "environment"),
-            {"HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "HOOKLINE_ADMIN_TOKEN": "x"},
-            "ingress: `hookline ingress` must not hold HOOKLINE_ADMIN_TOKEN (only admin)",
-        ),
-        (
-            ("dispatcher", "environment"),
-            ["HOOKLINE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092", "HOOKLINE_SECRET_KEY=x"],
-            "dispatcher: `hookline dispatcher` must not hold HOOKLINE_SECRET_KEY",
-        ),
-        (
-            ("topics", "environment"),
-            {"HOOKLINE_ADMIN_TOKEN": "x"},
-            "topics: `hookline topics` must not hold HOOKLINE_ADMIN_TOKEN",
-        ),
-    ],
-)
-def test_compose_check_reports_broken_wiring(path, value, expected):
-    doc = compose_doc()
-    doc["services"][path[0]][path[1]] = value
-    problems = _compose.check_compose(doc)
-    assert any(expected in p for p in problems), problems
-
-
-def test_compose_check_reports_a_missing_service():
-    doc = compose_doc()
-    del doc["services"]["topics"]
-    problems = _compose.check_compose(doc)
-    assert "no service named topics" in problems
-    assert any("depends on topics, which is not a service" in p for p in problems)
-
-
-DOCKERFILE = (checks.DEPLOY / "Dockerfile").read_text()
-
-
-def test_committed_dockerfile_keeps_the_image_rules():
-    assert _dockerfile.check_dockerfile(DOCKERFILE) == []
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "expected"),
-    [
-        (
-            "FROM python:3.11.14-slim-trixie AS build",
-            "FROM python:3.11-slim AS build",
-            "pin the base",
-        ),
-        ("USER 10001:10001", "USER root", "non-root USER"),
-        ('ENTRYPOINT ["hookline"]', "ENTRYPOINT hookline", 'ENTRYPOINT ["hookline"]'),
-        ("COPY --from=build /opt/hookline", "COPY . ", "take the built environment"),
-        (
-            "RUN python -m pip uninstall",
-            "RUN apt-get install -y --no-install-recommends gcc=14 && python -m pip uninstall",
-            "must not build or install build tools (gcc)",
-        ),
-    ],
-)
-def test_dockerfile_check_reports_a_broken_rule(old, new, expected):
-    text = DOCKERFILE.replace(old, new)
-    assert text != DOCKERFILE
-    problems = _dockerfile.check_dockerfile(text)
-    assert any(expected in p for p in problems), problems
-
-
-def test_dockerfile_check_wants_more_than_one_stage():
-    single = 'FROM python:3.11.14-slim-trixie\nUSER 10001\nENTRYPOINT ["hookline"]\n'
-    assert "built in stages" in _dockerfile.check_dockerfile(single)[0]
-
-
-PYPROJECT = (checks.DEPLOY.parent / "pyproject.toml").read_text()
-DOCKERIGNORE = (checks.DEPLOY.parent / ".dockerignore").read_text()
-
-
-def test_the_image_builds_every_package_the_wheel_ships():
-    assert _dockerfile.packages(PYPROJECT) == [
-        "cli",
-        "devstack",
-        "localkafka",
-        "services",
-        "shared",
-    ]
-    assert _dockerfile.check_sources(DOCKERFILE, PYPROJECT, DOCKERIGNORE) == []
-
-
-def test_dockerfile_check_reports_a_package_left_out_of_the_image():
-    # Without cli/ the wheel has no `hookline` command's module: the image cannot start.
-    without_copy = DOCKERFILE.replace("COPY cli ./cli\n", "")
-    assert without_copy != DOCKERFILE
-    assert _dockerfile.check_sources(without_copy, PYPROJECT, DOCKERIGNORE) == [
-        "the build stage does not COPY cli/ (pyproject.toml ships it)"
-    ]
-    ignored = DOCKERIGNORE.replace("!localkafka/\n", "")
-    assert ignored != DOCKERIGNORE
-    assert _dockerfile.check_sources(DOCKERFILE, PYPROJECT, ignored) == [
-        ".dockerignore leaves localkafka/ out of the build context"
-    ]
-    # Copying the whole context counts as copying every package.
-    whole = DOCKERFILE.replace("COPY pyproject.toml README.md ./", "COPY . .")
-    assert _dockerfile.check_sources(whole.replace("COPY cli ./cli\n", ""), PYPROJECT, "") == []

@@ -93,9 +93,17 @@ def test_deploy_checks_fail_on_a_broken_manifest(tools, tmp_path, monkeypatch, c
     ingress.write_text(ingress.read_text().replace("minAvailable: 1", "minAvailable: [1]"))
     topics = k8s / "base" / "topics.yaml"
     topics.write_text(topics.read_text().replace("partitions: 6", "partitions: 12", 1))
+    route = k8s / "overlays" / "example" / "route.yaml"
+    route.write_text(route.read_text().replace("- path: /webhooks", "- path: /"))
+    users = k8s / "base" / "kafka-users.yaml"
+    users.write_text(users.read_text().replace("name: hookline.inbound", "name: hookline.dlq", 1))
     monkeypatch.setattr(checks, "K8S", k8s)
 
     assert checks.main([]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "PodDisruptionBudget/hookline-ingress" in out
     assert "partitions 12, registry 6" in out
+    # A public route wider than /webhooks, and a KafkaUser off the ACL table.
+    assert "Ingress/hookline-webhooks: routes / (Prefix), wider than the public /webhooks" in out
+    assert "KafkaUser/hookline-ingress: lacks allow Write on topic hookline.inbound" in out
+    assert "KafkaUser/hookline-ingress: grants allow Write on topic hookline.dlq" in out

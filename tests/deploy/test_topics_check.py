@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import _manifests, checks
+from deploy import _manifests, _resources, checks
 from shared.topics import topic_registry
 
 
 def committed_topics() -> list[dict[str, Any]]:
-    return _manifests.load(checks.TOPICS_FILE.read_text())
+    return _resources.load(checks.TOPICS_FILE.read_text())
 
 
 def by_name(resources: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -156,6 +156,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         HOOKLINE_CACHE_DIR=str(cache),
         HOOKLINE_INGRESS_PORT=str(free_port()),
+        HOOKLINE_INGRESS_INTERNAL_PORT=str(free_port()),
         HOOKLINE_ADMIN_PORT=str(free_port()),
         HOOKLINE_DISPATCHER_PORT=str(free_port()),
         HOOKLINE_DELIVERY_PORT=str(free_port()),

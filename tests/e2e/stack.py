@@ -158,6 +158,7 @@ class Stack:
             "admin": free_port(),
             "dispatcher": free_port(),
             "delivery": free_port(),
+            "ingress_internal": free_port(),
         }
         env = {
             **self.env,
@@ -167,8 +168,10 @@ class Stack:
             "HOOKLINE_ADMIN_PORT": str(ports["admin"]),
             "HOOKLINE_DISPATCHER_PORT": str(ports["dispatcher"]),
             "HOOKLINE_DELIVERY_PORT": str(ports["delivery"]),
+            "HOOKLINE_INGRESS_INTERNAL_PORT": str(ports["ingress_internal"]),
         }
-        ready_port = ports[service]
+        # The ingress serves its health routes on its internal port, not the public one.
+        ready_port = ports["ingress_internal" if service == "ingress" else service]
         process = ServiceProcess(
             name,
             [*HOOKLINE, service],

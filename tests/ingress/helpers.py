@@ -9,24 +9,42 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from starlette.applications import Starlette
 
 from services.ingress import create_ingress_app
+from shared.health import health_routes
 from shared.settings import Settings
 from shared.standard_webhooks import sign
+
+
+@asynccontextmanager
+async def ingress_clients(
+    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 40000)
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The app with its lifespan entered, behind httpx clients (no sockets): one for the
+    public app, one for what the internal port serves (health, readiness, metrics)."""
+    app = create_ingress_app(settings)
+    internal = Starlette(routes=health_routes(app.state.readiness))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with (
+            httpx.AsyncClient(
+                transport=transport, base_url="http://ingress.test", timeout=30
+            ) as public,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=internal), base_url="http://internal.test"
+            ) as health,
+        ):
+            yield public, health
 
 
 @asynccontextmanager
 async def ingress_client(
     settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 40000)
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan entered, behind an httpx client (no sockets)."""
-    app = create_ingress_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://ingress.test", timeout=30
-        ) as http:
-            yield http
+    """The public app with its lifespan entered, behind an httpx client (no sockets)."""
+    async with ingress_clients(settings, client=client) as (public, _):
+        yield public
 
 
 def github_headers(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:

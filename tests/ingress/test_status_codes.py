@@ -24,6 +24,7 @@ from testkit.config import put_entities, webhook
 from tests.ingress.helpers import (
     github_headers,
     ingress_client,
+    ingress_clients,
     slack_headers,
     standard_headers,
 )
@@ -247,7 +248,10 @@ async def test_every_status_code_of_the_design(
 
     caplog.set_level(logging.INFO, logger="hookline.ingress")
     failures = []
-    async with ingress_client(main) as main_http, ingress_client(late) as late_http:
+    async with (
+        ingress_clients(main) as (main_http, internal_http),
+        ingress_client(late) as late_http,
+    ):
         for row in ROWS:
             response = await send(late_http if row.app == "late" else main_http, row)
             problems = []
@@ -261,7 +265,7 @@ async def test_every_status_code_of_the_design(
                 problems.append("no Retry-After")
             if problems:
                 failures.append((row.what, problems))
-        metrics = (await main_http.get("/metrics")).text
+        metrics = (await internal_http.get("/metrics")).text
 
     assert not failures, failures
 
@@ -276,9 +280,16 @@ async def test_every_status_code_of_the_design(
     assert "hookline_ingress_publish_seconds_bucket" in metrics
 
 
-async def test_health_routes_answer_on_the_public_app(settings: Settings, topics: Topics):
-    async with ingress_client(settings) as http:
-        assert (await http.get("/healthz")).status_code == 200
-        ready = await http.get("/readyz")
+async def test_health_and_metrics_are_internal_and_404_on_the_public_app(
+    settings: Settings, topics: Topics
+):
+    async with ingress_clients(settings) as (public, internal):
+        for path in ("/healthz", "/readyz", "/metrics"):
+            answer = await public.get(path)
+            assert answer.status_code == 404, path
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert (await internal.get("/healthz")).status_code == 200
+        ready = await internal.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"config": True, "producer": True}
+        assert "hookline_ingress_requests_total" in (await internal.get("/metrics")).text
