@@ -17,9 +17,13 @@ What each service does, read from its code:
 - delivery: reads ``workflow-events`` and the retry tiers in groups ``<P>delivery``
   and ``<P>delivery.<n>``; writes ``delivery-attempts``, the retry tiers, ``dlq``,
   and ``config`` (the event that disables a failing subscription).
-- admin: writes ``config``, ``workflow-events`` (the publish-event API) and the first
-  retry tier (redelivery); reads ``config`` and ``delivery-attempts``; writes and reads
-  ``audit`` (its trail of who changed what, and the view that answers ``GET /v1/audit``).
+- admin: reads and writes ``config``; reads ``delivery-attempts``, ``inbound``,
+  ``workflow-events`` and ``dlq`` into its operations view; writes ``inbound``
+  (replays), ``workflow-events`` (the publish-event API), the retry tiers (redelivery,
+  recovery) and, for a dead letter's retry, the topic it came from (``inbound``,
+  ``workflow-commands``, ``workflow-events``, a retry tier, ``config``); reads and
+  writes ``operations`` (the state of its jobs) and ``audit`` (its trail of who changed
+  what, and the view that answers ``GET /v1/audit``). It joins no consumer group.
 - topics: the operator step ``hookline topics``: creates the topics and compares
   their settings. Services never create topics under least privilege.
 
@@ -33,8 +37,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from shared.topics import retry_tier_name
 
 SERVICES = ("ingress", "dispatcher", "delivery", "admin", "topics")
 
@@ -103,8 +105,12 @@ def grants(service: str, prefix: str) -> list[Grant]:
         "admin": [
             topic("config", "Read", "Write"),
             topic("delivery-attempts", "Read"),
-            topic("workflow-events", "Write"),
-            topic(retry_tier_name(2), "Write"),
+            topic("inbound", "Read", "Write"),
+            topic("workflow-events", "Read", "Write"),
+            topic("workflow-commands", "Write"),
+            topic("delivery-retry.", "Write", pattern="prefixed"),
+            topic("dlq", "Read"),
+            topic("operations", "Read", "Write"),
             topic("audit", "Read", "Write"),
         ],
         "topics": [topic("", "Create", "Describe", "DescribeConfigs", pattern="prefixed")],
