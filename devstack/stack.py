@@ -87,6 +87,7 @@ def _service_env(
         "HOOKLINE_DEV_RECEIVER_URL": f"http://127.0.0.1:{receiver_port}/hooks/demo",
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
         "HOOKLINE_LOG_FORMAT": os.environ.get("HOOKLINE_LOG_FORMAT", "text"),
+        "HOOKLINE_ENV": os.environ.get("HOOKLINE_ENV", "development"),
     }
 
 

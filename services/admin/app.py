@@ -22,6 +22,7 @@ from shared.health import health_routes
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
 
+from .console import console_routes
 from .context import AdminContext
 from .openapi import openapi_document
 from .routes import operations, starlette_routes
@@ -30,6 +31,8 @@ from .web import json_response
 access_log = logging.getLogger("hookline.admin.access")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# The console authenticates its own requests (a session cookie from a named token).
+CONSOLE_PREFIX = "/console"
 
 
 def _version() -> str:
@@ -62,7 +65,8 @@ class BearerAuth:
         return ok and bool(given)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in OPEN_PATHS or _console(path):
             await self.app(scope, receive, send)
             return
         header = dict(scope.get("headers") or ()).get(b"authorization")
@@ -76,6 +80,10 @@ class BearerAuth:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _console(path: str) -> bool:
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 class AccessLog:
@@ -142,6 +150,7 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
         *health_routes(ctx.readiness),
         Route("/openapi.json", openapi, methods=["GET"]),
         *starlette_routes(ops),
+        *console_routes(ctx, ops),
         *extra_routes,
     ]
     app = Starlette(

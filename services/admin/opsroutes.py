@@ -29,6 +29,7 @@ from .opsmodels import (
 )
 from .replays import ReplayJobs
 from .routes import Answer, Operation
+from .testevents import TestEventHandlers
 
 VIEW_ERRORS = (503,)  # the view is catching up
 
@@ -39,6 +40,7 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
     dead = DeadLetterHandlers(ctx)
     jobs = ReplayJobs(ctx)
     health = HealthHandlers(ctx)
+    tests = TestEventHandlers(ctx)
     page = "A page, newest first."
     return [
         Operation(
@@ -84,6 +86,16 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
                 202: Answer("Started (done, when it was quick).", RecoverOut),
             },
             body=RecoverIn,
+            errors=(409, 503),
+        ),
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/test",
+            tests.send,
+            "test_subscription",
+            "Send a test event to this subscription alone (signed, retried, logged)",
+            "deliveries",
+            {202: Answer("Handed to the delivery service.", RedeliveryOut)},
             errors=(409, 503),
         ),
         Operation(
