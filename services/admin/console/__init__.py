@@ -32,6 +32,7 @@ PREFIX = "/console"
 
 def console_routes(ctx: AdminContext, operations: list[Operation]) -> list[BaseRoute]:
     console = Console(ctx, operations)
+    console.templates.env.globals["notices"] = actions.NOTICES
 
     def bare(
         fn: Callable[[Console, Request], Awaitable[Response]],

@@ -62,8 +62,8 @@ async def subscription(console: Console, request: Request, viewer: Viewer) -> Re
 
     def failures(conn: Any) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for outcome in ("failed", "exhausted", "retrying", "dead_lettered"):
-            query = DeliveryQuery(subscription_id=sub_id, outcome=outcome, attempts=True, limit=10)  # type: ignore[arg-type]
+        for outcome in ("failed", "exhausted"):
+            query = DeliveryQuery(subscription_id=sub_id, outcome=outcome, attempts=True, limit=10)
             found += list_deliveries(conn, query)[0]
         found.sort(key=lambda d: d["last_attempt_at"], reverse=True)
         return found[:10]

@@ -67,7 +67,13 @@ async def sign_in(console: Console, request: Request) -> Response:
     lifetime = int(console.sessions.lifetime)
     attributes = cookie_attributes(secure=console.secure_cookies, max_age=lifetime)
     response.set_cookie(SESSION_COOKIE, console.sessions.encode(session), **attributes)  # type: ignore[arg-type]
-    response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(
+        SIGN_IN_COOKIE,
+        path=COOKIE_PATH,
+        secure=console.secure_cookies,
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 
