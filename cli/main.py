@@ -175,6 +175,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         settings.topic_prefix,
         partitions=settings.topic_partitions,
         retry_tiers=len(settings.retry_schedule),
+        audit_retention_days=settings.audit_retention_days,
     )
     report = asyncio.run(
         ensure_topics(
@@ -196,6 +197,24 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
     from cli.apply import main
 
     return main(args, settings)
+
+
+def _rekey(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.rekey import main
+
+    return main(args, settings)
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    from services.admin.auth import token_digest
+
+    token = "hlt_" + secrets.token_urlsafe(32)
+    print(f"token for {args.name} (shown once; hookline keeps only its digest): {token}")
+    print("entry for HOOKLINE_ADMIN_TOKENS_FILE:")
+    print(f'- {{name: {args.name}, role: {args.role}, sha256: "{token_digest(token)}"}}')
+    return 0
 
 
 def _opsdata(args: argparse.Namespace, settings: Settings) -> int:
@@ -273,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="the admin API (default http://127.0.0.1:$HOOKLINE_ADMIN_PORT)"
     )
     apply.set_defaults(func=_apply)
+
+    rekey = sub.add_parser(
+        "rekey",
+        help="seal every stored secret by the first HOOKLINE_SECRET_KEY (via the admin API)",
+    )
+    rekey.add_argument(
+        "--url", help="the admin API (default http://127.0.0.1:$HOOKLINE_ADMIN_PORT)"
+    )
+    rekey.set_defaults(func=_rekey)
+
+    token = sub.add_parser(
+        "token", help="make an admin token and print its HOOKLINE_ADMIN_TOKENS_FILE entry"
+    )
+    token.add_argument("--name", required=True, help="who or what will use it")
+    token.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    token.set_defaults(func=_token)
 
     from cli.opsdata import add_parsers  # argparse only: the commands import httpx when run
 

@@ -18,7 +18,8 @@ What each service does, read from its code:
   and ``<P>delivery.<n>``; writes ``delivery-attempts``, the retry tiers, ``dlq``,
   and ``config`` (the event that disables a failing subscription).
 - admin: writes ``config``, ``workflow-events`` (the publish-event API) and the first
-  retry tier (redelivery); reads ``config`` and ``delivery-attempts``.
+  retry tier (redelivery); reads ``config`` and ``delivery-attempts``; writes and reads
+  ``audit`` (its trail of who changed what, and the view that answers ``GET /v1/audit``).
 - topics: the operator step ``hookline topics``: creates the topics and compares
   their settings. Services never create topics under least privilege.
 
@@ -104,6 +105,7 @@ def grants(service: str, prefix: str) -> list[Grant]:
             topic("delivery-attempts", "Read"),
             topic("workflow-events", "Write"),
             topic(retry_tier_name(2), "Write"),
+            topic("audit", "Read", "Write"),
         ],
         "topics": [topic("", "Create", "Describe", "DescribeConfigs", pattern="prefixed")],
     }

@@ -48,6 +48,7 @@ class ConfigView(TopicFollower):
         self._entities: dict[str, Entity] = {}
         self._listeners: list[Listener] = []
         self._plain_cache: dict[tuple[str, str], str] = {}
+        self._header_cache: dict[str, tuple[Subscription, dict[str, str]]] = {}
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(key, entity_or_None)`` is called after each applied change."""
@@ -137,3 +138,18 @@ class ConfigView(TopicFollower):
                 listener(key, entity)
             except Exception:
                 log.exception("config listener failed", extra={"key": key})
+
+    def headers(self, subscription: Subscription) -> dict[str, str]:
+        """The subscription's custom headers, values decrypted (plaintext ones of older
+        records as they are); kept per subscription until it changes."""
+        hit = self._header_cache.get(subscription.key)
+        if hit is not None and hit[0] is subscription:
+            return hit[1]
+        if subscription.encrypted_headers and self._box is None:
+            raise SecretError("this config view was built without a secret key")
+        plain = dict(subscription.headers)
+        for name, sealed in subscription.encrypted_headers.items():
+            assert self._box is not None
+            plain[name] = self._box.decrypt(sealed, entity_key=subscription.header_key(name))
+        self._header_cache[subscription.key] = (subscription, plain)
+        return plain

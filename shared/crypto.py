@@ -1,8 +1,15 @@
-"""Secrets at rest: AES-256-GCM with the key from ``HOOKLINE_SECRET_KEY``.
+"""Secrets at rest: AES-256-GCM with the keys from ``HOOKLINE_SECRET_KEY``.
 
-A stored secret reads ``v1:<base64(nonce || ciphertext)>``. The entity key
-(``subscription/<id>``) is the associated data, so a ciphertext copied onto
-another entity does not decrypt.
+``HOOKLINE_SECRET_KEY`` holds one key or several, comma-separated: the first
+encrypts, every one decrypts, so a key is rotated by putting the new one first,
+rewriting what the old one sealed (``hookline rekey``), then removing the old one.
+
+A stored secret reads ``v2:<key id>:<base64(nonce || ciphertext)>``: the key id
+(8 hex digits of a hash of the key, which tells nothing of it) names the key that
+sealed it, so decryption picks that key instead of trying each. Ciphertexts from
+before key ids, ``v1:<base64(nonce || ciphertext)>``, are still read (each key is
+tried) and are rewritten by a rekey. The entity key (``subscription/<id>``) is the
+associated data, so a ciphertext copied onto another entity does not decrypt.
 """
 
 from __future__ import annotations
@@ -12,13 +19,15 @@ import hashlib
 import hmac
 import os
 import secrets as _secrets
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.errors import ConfigurationError, SecretError
 
-_PREFIX = "v1:"
+_PREFIX = "v1:"  # no key id: written before keys could be rotated
+_PREFIX_V2 = "v2:"
 
 
 def _derive_key(material: str) -> bytes:
@@ -34,26 +43,71 @@ def _derive_key(material: str) -> bytes:
     return hashlib.sha256(b"hookline-secret-key\x00" + material.encode()).digest()
 
 
-class SecretBox:
-    """Encrypts and decrypts entity secrets; safe to share between tasks."""
+def key_id(key: bytes) -> str:
+    """The short public name of a key, stored with what it seals."""
+    return hashlib.sha256(b"hookline-key-id\x00" + key).hexdigest()[:8]
 
-    def __init__(self, key_material: str) -> None:
-        self._aead = AESGCM(_derive_key(key_material))
+
+def split_keys(key_material: str | Sequence[str]) -> list[str]:
+    """The keys of ``HOOKLINE_SECRET_KEY``: comma-separated, the first the current one."""
+    parts = key_material.split(",") if isinstance(key_material, str) else list(key_material)
+    keys = [p.strip() for p in parts if p.strip()]
+    if not keys:
+        raise ConfigurationError("HOOKLINE_SECRET_KEY holds no key")
+    return keys
+
+
+class SecretBox:
+    """Encrypts and decrypts entity secrets; safe to share between tasks.
+
+    ``key_material`` is one key, several comma-separated (as ``HOOKLINE_SECRET_KEY``
+    gives them) or a sequence: the first encrypts, all decrypt.
+    """
+
+    def __init__(self, key_material: str | Sequence[str]) -> None:
+        derived = [_derive_key(k) for k in split_keys(key_material)]
+        self._keys = [(key_id(k), AESGCM(k)) for k in derived]
+        self._by_id = dict(reversed(self._keys))  # the first of equal ids wins
+        self.primary_key_id = self._keys[0][0]
 
     def encrypt(self, plaintext: str, *, entity_key: str) -> str:
         nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), entity_key.encode())
-        return _PREFIX + base64.b64encode(nonce + sealed).decode()
+        kid, aead = self._keys[0]
+        sealed = aead.encrypt(nonce, plaintext.encode(), entity_key.encode())
+        return f"{_PREFIX_V2}{kid}:" + base64.b64encode(nonce + sealed).decode()
 
     def decrypt(self, stored: str, *, entity_key: str) -> str:
-        if not stored.startswith(_PREFIX):
+        if stored.startswith(_PREFIX_V2):
+            kid, _, body = stored[len(_PREFIX_V2) :].partition(":")
+            aead = self._by_id.get(kid)
+            if aead is None:
+                raise SecretError(f"secret sealed by key {kid}, which HOOKLINE_SECRET_KEY lacks")
+            candidates = [aead]
+        elif stored.startswith(_PREFIX):
+            body = stored[len(_PREFIX) :]
+            candidates = [aead for _, aead in self._keys]
+        else:
             raise SecretError("unknown secret format")
         try:
-            blob = base64.b64decode(stored[len(_PREFIX) :], validate=True)
-            plain = self._aead.decrypt(blob[:12], blob[12:], entity_key.encode())
-        except (InvalidTag, ValueError) as exc:
+            blob = base64.b64decode(body, validate=True)
+        except ValueError as exc:
             raise SecretError("secret does not decrypt with this key") from exc
-        return plain.decode()
+        for aead in candidates:
+            try:
+                return aead.decrypt(blob[:12], blob[12:], entity_key.encode()).decode()
+            except (InvalidTag, ValueError):
+                continue
+        raise SecretError("secret does not decrypt with this key")
+
+    def is_current(self, stored: str) -> bool:
+        """Whether ``stored`` is sealed by the first key (nothing for a rekey to do)."""
+        return stored.startswith(f"{_PREFIX_V2}{self.primary_key_id}:")
+
+    def reseal(self, stored: str, *, entity_key: str) -> str:
+        """``stored`` sealed by the first key (as it is when it already is)."""
+        if self.is_current(stored):
+            return stored
+        return self.encrypt(self.decrypt(stored, entity_key=entity_key), entity_key=entity_key)
 
 
 def generate_key() -> str:

@@ -100,8 +100,25 @@ class Subscription(Entity):
     workflow_ids: list[str] | None = None
     enabled: bool = True
     disabled_reason: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    encrypted_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="custom headers: name → value sealed as secrets are (see header_key)",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="plaintext headers of records written before they were sealed; read, "
+        "never written (hookline rekey seals them)",
+    )
     rate_limit: RateLimit | None = None
+
+    def header_key(self, name: str) -> str:
+        """The associated data of a sealed header value: a value moved to another header
+        or subscription does not decrypt."""
+        return f"{self.key}/headers/{name}"
+
+    @property
+    def header_names(self) -> list[str]:
+        return list(dict.fromkeys([*self.headers, *self.encrypted_headers]))
 
     def wants(self, event_type: str, workflow_id: str | None) -> bool:
         if not self.enabled:

@@ -115,7 +115,11 @@ class Need:
 def needs(service: str, settings: Settings, replica: str | None = None) -> list[Need]:
     """The grants of ``service`` made concrete: real topic names, a real transactional id."""
     prefix = settings.topic_prefix
-    registry = topic_registry(prefix, retry_tiers=len(settings.retry_schedule))
+    registry = topic_registry(
+        prefix,
+        retry_tiers=len(settings.retry_schedule),
+        audit_retention_days=settings.audit_retention_days,
+    )
     replica = replica or settings.replica_id or socket.gethostname() or "dispatcher"
     out: list[Need] = []
     for g in grants(service, prefix):
@@ -275,6 +279,7 @@ async def preflight(settings: Settings, service: str, *, timeout: float = 15.0) 
         settings.topic_prefix,
         partitions=settings.topic_partitions,
         retry_tiers=len(settings.retry_schedule),
+        audit_retention_days=settings.audit_retention_days,
     )
     await ensure_topics(
         settings.kafka_bootstrap_servers,

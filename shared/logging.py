@@ -26,6 +26,11 @@ def _is_sensitive(key: str) -> bool:
     return any(word in lowered for word in _SENSITIVE)
 
 
+def is_sensitive(key: str) -> bool:
+    """Whether a field named ``key`` holds a credential (and is never written)."""
+    return _is_sensitive(key)
+
+
 def redact(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` with credential-named keys masked, nested dicts included."""
     if depth > 6:

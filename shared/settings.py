@@ -71,7 +71,17 @@ class Settings(BaseSettings):
 
     # Security
     admin_token: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    secret_key: SecretStr | None = None
+    admin_tokens_file: Path | None = Field(
+        default=None,
+        description="YAML list of {name, role, sha256}: the named admin tokens; re-read on change",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="comma-separated keys: the first encrypts, every one decrypts (rotation)",
+    )
+    audit_retention_days: float = Field(
+        default=365, gt=0, description="how long the audit topic keeps its entries"
+    )
     secret_grace_period: float = Field(default=24 * 3600, ge=0)
     allow_insecure_urls: bool = False
     allow_private_destinations: bool = False

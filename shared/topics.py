@@ -49,6 +49,7 @@ class Topics:
     dlq: str
     dispatcher_runs: str
     operations: str
+    audit: str
     retry_tiers: tuple[str, ...]
     specs: tuple[TopicSpec, ...] = field(repr=False)
 
@@ -72,8 +73,10 @@ def topic_registry(
     *,
     partitions: int = 6,
     retry_tiers: int = 9,
+    audit_retention_days: float = 365,
 ) -> Topics:
-    """All topics for ``prefix``; ``retry_tiers`` is the number of retries in the schedule."""
+    """All topics for ``prefix``; ``retry_tiers`` is the number of retries in the schedule;
+    ``audit_retention_days`` is ``HOOKLINE_AUDIT_RETENTION_DAYS``."""
 
     def spec(
         logical: str,
@@ -110,6 +113,9 @@ def topic_registry(
         # Replays, recoveries and dead-letter retries: the latest state per operation,
         # kept 30 days (the dlq's retention) so a request id stays idempotent that long.
         spec("operations", "compact,delete", 30 * DAY_MS, parts=1, extra=compact_fast),
+        # Who changed what: kept as long as compliance asks, whatever the other topics
+        # keep; one partition, so the trail reads in the order it was written.
+        spec("audit", "delete", round(audit_retention_days * DAY_MS), parts=1),
         *tiers,
     )
     return Topics(
@@ -122,6 +128,7 @@ def topic_registry(
         dlq=prefix + "dlq",
         dispatcher_runs=prefix + "dispatcher-runs",
         operations=prefix + "operations",
+        audit=prefix + "audit",
         retry_tiers=tuple(t.name for t in tiers),
         specs=specs,
     )

@@ -1,4 +1,5 @@
-"""The admin API as a Starlette app: bearer auth, the operation table, health and OpenAPI."""
+"""The admin API as a Starlette app: named tokens and roles, the audit trail, the operation
+table, health and OpenAPI."""
 
 from __future__ import annotations
 
@@ -16,23 +17,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.crypto import constant_time_equals
-from shared.errors import InternalError, Unauthorized
+from shared.errors import InternalError
 from shared.health import health_routes
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
 
-from .console import console_routes
+from .console import ConsoleFirst, console_app
 from .context import AdminContext
+from .guard import OPEN_PATHS, Authenticate
 from .openapi import openapi_document
 from .routes import operations, starlette_routes
 from .web import json_response
 
 access_log = logging.getLogger("hookline.admin.access")
-
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# The console authenticates its own requests (a session cookie from a named token).
-CONSOLE_PREFIX = "/console"
 
 
 def _version() -> str:
@@ -40,50 +37,6 @@ def _version() -> str:
         return package_version("hookline")
     except PackageNotFoundError:
         return "0"
-
-
-class BearerAuth:
-    """401 unless ``Authorization: Bearer <one of the tokens>``; health paths stay open.
-
-    Every configured token is compared, in constant time, whatever matched first.
-    """
-
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
-        self.app = app
-        self.tokens = [t.encode() for t in tokens]
-
-    def allowed(self, header: bytes | None) -> bool:
-        if header is None:
-            return False
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        given = given.strip()
-        ok = False
-        for token in self.tokens:
-            ok |= constant_time_equals(given, token)
-        return ok and bool(given)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
-        if scope["type"] != "http" or path in OPEN_PATHS or _console(path):
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope.get("headers") or ()).get(b"authorization")
-        if not self.allowed(header):
-            response = problem_response(
-                Unauthorized(
-                    "send Authorization: Bearer <an admin token>",
-                    headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
-                )
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-def _console(path: str) -> bool:
-    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 class AccessLog:
@@ -136,8 +89,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The admin API; its lifespan starts and stops the Kafka clients and views it uses.
 
-    Raises :class:`~shared.errors.ConfigurationError` when ``HOOKLINE_SECRET_KEY`` or
-    ``HOOKLINE_ADMIN_TOKEN`` is missing.
+    Raises :class:`~shared.errors.ConfigurationError` when ``HOOKLINE_SECRET_KEY`` is
+    missing, or no admin token is registered (``HOOKLINE_ADMIN_TOKENS_FILE``,
+    ``HOOKLINE_ADMIN_TOKEN``).
     """
     ctx = AdminContext(settings)
     ops = operations(ctx)
@@ -149,8 +103,7 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
     routes: list[BaseRoute] = [
         *health_routes(ctx.readiness),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *starlette_routes(ops),
-        *console_routes(ctx, ops),
+        *starlette_routes(ops, lambda: ctx.audit),
         *extra_routes,
     ]
     app = Starlette(
@@ -158,7 +111,9 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
         lifespan=ctx.lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
-    app.add_middleware(BearerAuth, tokens=ctx.tokens)
+    app.add_middleware(Authenticate, tokens=ctx.tokens, trail=lambda: ctx.audit)
+    # The operator console (/console) signs in with the same tokens, into a session.
+    app.add_middleware(ConsoleFirst, console=console_app(ctx, ops))
     app.add_middleware(AccessLog)
     app.state.admin = ctx
     return app

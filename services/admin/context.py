@@ -41,6 +41,8 @@ from shared.kafka import create_consumer, create_producer, ensure_topics, topic_
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 
+from .audit import AuditTrail
+from .auth import Tokens
 from .materialize import Materializer
 from .viewdb import ViewDatabase
 
@@ -61,22 +63,14 @@ def view_path(settings: Settings) -> Path:
     return settings.cache_dir / "admin" / f"{settings.topic_prefix}view.sqlite3"
 
 
-def require_settings(settings: Settings) -> tuple[SecretBox, list[str]]:
-    """The secret box and the admin tokens, or a :class:`ConfigurationError` saying what is missing."""
-    missing = []
+def require_settings(settings: Settings) -> SecretBox:
+    """The secret box, or a :class:`ConfigurationError` saying what is missing."""
     if settings.secret_key is None or not settings.secret_key.get_secret_value().strip():
-        missing.append("HOOKLINE_SECRET_KEY")
-    tokens = [t.get_secret_value() for t in settings.admin_token if t.get_secret_value().strip()]
-    if not tokens:
-        missing.append("HOOKLINE_ADMIN_TOKEN")
-    if missing:
         raise ConfigurationError(
-            f"the admin API needs {' and '.join(missing)} "
-            "(HOOKLINE_SECRET_KEY: 32 bytes in base64 or a passphrase of 16+ characters; "
-            "HOOKLINE_ADMIN_TOKEN: comma-separated bearer tokens)"
+            "the admin API needs HOOKLINE_SECRET_KEY (32 bytes in base64 or a passphrase of "
+            "16+ characters; several, comma-separated, while rotating: the first encrypts)"
         )
-    assert settings.secret_key is not None
-    return SecretBox(settings.secret_key.get_secret_value()), tokens
+    return SecretBox(settings.secret_key.get_secret_value())
 
 
 class ConfigStore:
@@ -128,12 +122,14 @@ class AdminContext:
     """The admin API's resources; usable only inside :meth:`lifespan`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.box, self.tokens = require_settings(settings)
+        self.box = require_settings(settings)
+        self.tokens = Tokens.from_settings(settings)
         self.settings = settings
         self.topics: Topics = topic_registry(
             settings.topic_prefix,
             partitions=settings.topic_partitions,
             retry_tiers=len(settings.retry_schedule),
+            audit_retention_days=settings.audit_retention_days,
         )
         self.readiness = Readiness()
         self.readiness.add("config_view", lambda: self._view is not None and self._view.ready)
@@ -155,6 +151,7 @@ class AdminContext:
         self._jobs: JobRunner | None = None
         self._jobs_up = asyncio.Event()
         self._offsets: AIOKafkaConsumer | None = None
+        self._audit: AuditTrail | None = None
         self.config_partitions: list[TopicPartition] = []
 
     # -- the parts, once started ----------------------------------------------------------
@@ -189,6 +186,13 @@ class AdminContext:
         if self._jobs is None:
             raise unavailable("the operations view is catching up with Kafka")
         return self._jobs
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The audit trail (see :mod:`.audit`); 503 until it runs."""
+        if self._audit is None:
+            raise unavailable("the admin API is starting")
+        return self._audit
 
     @property
     def offsets(self) -> AIOKafkaConsumer:
@@ -231,6 +235,9 @@ class AdminContext:
             producer = create_producer(bootstrap, client_id="hookline-admin")
             await producer.start()
             stack.push_async_callback(producer.stop)
+            self._audit = await stack.enter_async_context(
+                AuditTrail(bootstrap, self.topics.audit, publish_timeout=settings.publish_timeout)
+            )
             offsets = create_consumer(bootstrap, group_id=None, client_id="hookline-admin-offsets")
             await offsets.start()
             stack.push_async_callback(offsets.stop)
@@ -267,6 +274,7 @@ class AdminContext:
             finally:
                 self._producer = self._offsets = self._view = None
                 self._db = self._materializer = None
+                # The trail stays until its context leaves: the queued refusals are written.
 
     async def _once_caught_up(self, stop: asyncio.Event) -> None:
         """Once the view has caught up: the job runner (resuming jobs), the health series."""

@@ -1,8 +1,8 @@
 """The materializer: the topics the admin view is made of, followed into its database.
 
 It follows ``delivery-attempts``, ``inbound``, ``workflow-events`` (status
-changes: which runs an inbound event started, and where they are), ``dlq`` and
-``operations`` with one consumer (no group: every replica keeps its own copy).
+changes: which runs an inbound event started, and where they are), ``dlq``,
+``operations`` and ``audit`` with one consumer (no group: every replica keeps its own copy).
 
 Lifecycle: ``async with Materializer(...)`` reads the offsets the database
 holds, seeks every partition there (the beginning for a new file; Kafka's
@@ -49,6 +49,7 @@ EXPIRING = (
     ("runs", "updated_at", "events"),
     ("dead_letters", "dead_lettered_at", "dlq"),
     ("operations", "updated_at", "operations"),
+    ("audit", "at", "audit"),
 )
 DELETE_CHUNK = 5000
 
@@ -94,6 +95,7 @@ class Materializer:
             "events": topics.workflow_events,
             "dlq": topics.dlq,
             "operations": topics.operations,
+            "audit": topics.audit,
         }
         self._layout = Layout.of(**self._names)
         self._max_records = max_records

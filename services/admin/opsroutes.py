@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit_view import AuditHandlers, AuditList, AuditQuery
 from .context import AdminContext
 from .deadletters import DeadLetterHandlers
 from .deliveries import DeliveryHandlers
@@ -27,6 +28,7 @@ from .opsmodels import (
     RedeliveryOut,
     ReplayIn,
 )
+from .rekey import Rekey, RekeyOut
 from .replays import ReplayJobs
 from .routes import Answer, Operation
 from .testevents import TestEventHandlers
@@ -41,6 +43,7 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
     jobs = ReplayJobs(ctx)
     health = HealthHandlers(ctx)
     tests = TestEventHandlers(ctx)
+    audit = AuditHandlers(ctx)
     page = "A page, newest first."
     return [
         Operation(
@@ -53,6 +56,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             {200: Answer(page, DeliveryList)},
             query=DeliveryQuery,
             errors=VIEW_ERRORS,
+            resource="delivery",
+            audit_as="delivery.list",
         ),
         Operation(
             "GET",
@@ -63,6 +68,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "deliveries",
             {200: Answer("The delivery.", DeliveryDetail)},
             errors=VIEW_ERRORS,
+            resource="delivery",
+            audit_as="delivery.get",
         ),
         Operation(
             "POST",
@@ -73,6 +80,9 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "deliveries",
             {202: Answer("Handed to the delivery service.", RedeliveryOut)},
             errors=(409, 503),
+            resource="delivery",
+            audit_as="delivery.redeliver",
+            action="operate",
         ),
         Operation(
             "POST",
@@ -87,6 +97,9 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             },
             body=RecoverIn,
             errors=(409, 503),
+            resource="subscription",
+            audit_as="subscription.recover",
+            action="operate",
         ),
         Operation(
             "POST",
@@ -97,6 +110,9 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "deliveries",
             {202: Answer("Handed to the delivery service.", RedeliveryOut)},
             errors=(409, 503),
+            resource="subscription",
+            audit_as="subscription.test",
+            action="operate",
         ),
         Operation(
             "GET",
@@ -107,6 +123,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "deliveries",
             {200: Answer("Its health.", HealthOut)},
             errors=VIEW_ERRORS,
+            resource="subscription",
+            audit_as="subscription.health",
         ),
         Operation(
             "POST",
@@ -121,6 +139,9 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             },
             body=ReplayIn,
             errors=(409, 503),
+            resource="webhook",
+            audit_as="webhook.replay",
+            action="operate",
         ),
         Operation(
             "GET",
@@ -132,6 +153,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             {200: Answer(page, OperationList)},
             query=OperationQuery,
             errors=VIEW_ERRORS,
+            resource="replay",
+            audit_as="replay.list",
         ),
         Operation(
             "GET",
@@ -142,6 +165,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "replays",
             {200: Answer("Its state.", OperationOut)},
             errors=VIEW_ERRORS,
+            resource="replay",
+            audit_as="replay.get",
         ),
         Operation(
             "GET",
@@ -153,6 +178,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             {200: Answer(page, InboundList)},
             query=InboundQuery,
             errors=VIEW_ERRORS,
+            resource="inbound_event",
+            audit_as="inbound_event.list",
         ),
         Operation(
             "GET",
@@ -163,6 +190,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "inbound-events",
             {200: Answer("The inbound event.", InboundDetail)},
             errors=VIEW_ERRORS,
+            resource="inbound_event",
+            audit_as="inbound_event.get",
         ),
         Operation(
             "GET",
@@ -174,6 +203,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             {200: Answer(page, DeadLetterList)},
             query=DeadLetterQuery,
             errors=VIEW_ERRORS,
+            resource="dead_letter",
+            audit_as="dead_letter.list",
         ),
         Operation(
             "GET",
@@ -184,6 +215,8 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             "dead-letters",
             {200: Answer("The dead letter.", DeadLetterDetail)},
             errors=VIEW_ERRORS,
+            resource="dead_letter",
+            audit_as="dead_letter.get",
         ),
         Operation(
             "POST",
@@ -197,5 +230,36 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
                 202: Answer("Written back.", DeadLetterRetryOut),
             },
             errors=(409, 410, 503),
+            resource="dead_letter",
+            audit_as="dead_letter.retry",
+            action="operate",
+        ),
+        Operation(
+            "GET",
+            "/v1/audit",
+            audit.list_all,
+            "list_audit",
+            "The audit trail, newest first: who changed what, when, from where; filters "
+            "combine (admin only: it names every token and address)",
+            "audit",
+            {200: Answer(page, AuditList)},
+            query=AuditQuery,
+            errors=VIEW_ERRORS,
+            action="admin",
+            resource="audit",
+            audit_as="audit.list",
+        ),
+        Operation(
+            "POST",
+            "/v1/admin/rekey",
+            Rekey(ctx).run,
+            "rekey",
+            "Seal every stored secret and header value by the first HOOKLINE_SECRET_KEY "
+            "(idempotent; then the old key can be removed)",
+            "admin",
+            {200: Answer("Done: what was rewritten, and what no key opens.", RekeyOut)},
+            errors=(503,),
+            resource="config",
+            audit_as="config.rekey",
         ),
     ]

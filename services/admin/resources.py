@@ -39,6 +39,7 @@ from shared.entities import (
 from shared.errors import AlreadyExists, SecretError
 
 from .context import AdminContext
+from .headers import masked, sealed_headers
 from .models import (
     ID_RE,
     ListQuery,
@@ -120,7 +121,7 @@ class Resource(Generic[E]):
         return True
 
     def out(self, entity: E, secret: str | None = None) -> BaseModel:
-        data = entity.model_dump(exclude={"secrets"})
+        data = entity.model_dump(exclude={"secrets", "encrypted_headers"})
         if "secrets" in self.out_model.model_fields:
             data["secrets"] = secret_infos(getattr(entity, "secrets", []))
             data["secret"] = secret
@@ -303,20 +304,38 @@ class Resource(Generic[E]):
         return self.respond(await self.write(request, entity_id, body, dry_run=query.dry_run))
 
     async def patch(self, request: Request) -> Response:
-        entity_id = self.require(request.path_params["id"]).id
         patch = await read_json(request)
         if not isinstance(patch, dict):
             raise invalid(["body"], "a merge patch is a JSON object", "dict_type")
+        return await self._patched(request, patch)
+
+    async def enable(self, request: Request) -> Response:
+        return await self._patched(request, {"enabled": True})
+
+    async def disable(self, request: Request) -> Response:
+        return await self._patched(request, {"enabled": False})
+
+    @property
+    def can_be_disabled(self) -> bool:
+        return "enabled" in self.kind.model_fields
+
+    async def _patched(self, request: Request, patch: dict[str, Any]) -> Response:
+        entity_id = self.require(request.path_params["id"]).id
         if patch.get("id") is not None and patch["id"] != entity_id:
             raise invalid(["body", "id"], "the body's id differs from the path's")
         fields = set(self.in_model.model_fields) - {"secret"}
 
         def patched(current: E) -> BaseModel:
-            base = current.model_dump(mode="json", include=fields)
+            base = self.editable(current, fields)
             merged = {**merge_patch(base, patch), "id": entity_id}
             return parse(self.in_model, merged, "body", self.context())
 
         return self.respond(await self.write(request, entity_id, patched, must_exist=True))
+
+    def editable(self, current: E, fields: set[str]) -> dict[str, Any]:
+        """The current state as a body would give it (what a merge patch applies to)."""
+        data: dict[str, Any] = current.model_dump(mode="json", include=fields)
+        return data
 
     async def delete(self, request: Request) -> Response:
         entity_id = self.require(request.path_params["id"]).id
@@ -414,6 +433,23 @@ class SubscriptionResource(Resource[Subscription]):
         data["disabled_reason"] = current.disabled_reason if keep and current else None
         return data
 
+    def build(
+        self, entity_id: str, body: Any, current: Subscription | None, now: datetime
+    ) -> tuple[Subscription, str | None]:
+        entity, shown = super().build(entity_id, body, current, now)
+        # The body's header values, sealed: never stored in plaintext (see headers.py).
+        sealed = sealed_headers(self.ctx.box, entity, entity.headers, current)
+        return entity.model_copy(update={"encrypted_headers": sealed, "headers": {}}), shown
+
+    def out(self, entity: Subscription, secret: str | None = None) -> BaseModel:
+        shown = entity.model_copy(update={"headers": masked(entity), "encrypted_headers": {}})
+        return super().out(shown, secret)
+
+    def editable(self, current: Subscription, fields: set[str]) -> dict[str, Any]:
+        data = super().editable(current, fields)
+        data["headers"] = masked(current)  # a patch without headers keeps them
+        return data
+
     def matches(self, entity: Subscription, query: Any) -> bool:
         q: SubscriptionQuery = query
         if q.enabled is not None and entity.enabled != q.enabled:
@@ -464,7 +500,8 @@ def changed_fields(current: Entity, new: Entity) -> list[str]:
     before = current.model_dump(exclude=META)
     after = new.model_dump(exclude=META)
     names = [k for k in after if before.get(k) != after[k]]
-    return ["secret" if n == "secrets" else n for n in names]
+    renamed = {"secrets": "secret", "encrypted_headers": "headers"}
+    return list(dict.fromkeys(renamed.get(n, n) for n in names))
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,11 @@ from starlette.routing import BaseRoute, Route
 from shared.errors import HooklineError, HttpProblem, Unavailable
 from shared.problems import PROBLEM_JSON, problem_response
 
+from .audit import AuditTrail
+from .auth import Action
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
+from .guard import guarded
 from .models import PublishedOut, PublishEventIn, WriteQuery
 from .problems import Problem
 from .resources import RESOURCES, Resource
@@ -68,11 +71,31 @@ class Operation:
     query: type[BaseModel] | None = None
     if_match: bool = False
     errors: tuple[int, ...] = field(default=())
+    # Who may call it, and how the audit trail names it (see auth.py, audit.py).
+    action: Action | None = None  # read for a GET, admin for the rest, unless given
+    resource: str = ""
+    audit_as: str = ""
+
+    @property
+    def needs(self) -> Action:
+        """The action a role must allow to call this operation."""
+        if self.action is not None:
+            return self.action
+        return "read" if self.method == "GET" else "admin"
+
+    @property
+    def audited(self) -> bool:
+        """Mutations and operational actions are audited; reads only when refused."""
+        return self.method != "GET"
+
+    @property
+    def audit_action(self) -> str:
+        return self.audit_as or self.operation_id
 
     def all_answers(self) -> dict[int, Answer]:
         """The operation's own answers and the errors it can give."""
         out = dict(self.answers)
-        codes = {401, *self.errors}
+        codes = {401, 403, *self.errors}
         if self.body is not None:
             codes |= {400, 413, 415, 422}
         if self.query is not None:
@@ -92,6 +115,7 @@ class Operation:
 ERROR_TEXT = {
     400: "The body is not JSON.",
     401: "No valid bearer token.",
+    403: "The token's role may not do this.",
     404: "No such entity.",
     409: "It exists already, or cannot be done in its present state.",
     410: "Kafka no longer holds the record.",
@@ -119,6 +143,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             tag,
             {200: Answer(f"A page of {plural}.", resource.list_model)},
             query=resource.query_model,
+            resource=kind,
+            audit_as=f"{kind}.list",
         ),
         Operation(
             "POST",
@@ -136,6 +162,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             },
             body=resource.in_model,
             errors=(409, 503),
+            resource=kind,
+            audit_as=f"{kind}.create",
         ),
         Operation(
             "GET",
@@ -145,6 +173,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             f"Get a {kind}",
             tag,
             {200: Answer(f"The {kind}; secrets as hints only.", out_model, ("ETag",))},
+            resource=kind,
+            audit_as=f"{kind}.get",
         ),
         Operation(
             "PUT",
@@ -163,6 +193,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             query=WriteQuery,
             if_match=True,
             errors=(503,),
+            resource=kind,
+            audit_as=f"{kind}.replace",
         ),
         Operation(
             "PATCH",
@@ -176,6 +208,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             merge_patch=True,
             if_match=True,
             errors=(503,),
+            resource=kind,
+            audit_as=f"{kind}.update",
         ),
         Operation(
             "DELETE",
@@ -187,6 +221,8 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
             {204: Answer("Deleted.")},
             if_match=True,
             errors=(503,),
+            resource=kind,
+            audit_as=f"{kind}.delete",
         ),
     ]
     if resource.rotate_model is not None:
@@ -209,8 +245,29 @@ def entity_operations(resource: Resource[object]) -> list[Operation]:  # type: i
                 body_required=False,
                 if_match=True,
                 errors=(409, 503),
+                resource=kind,
+                audit_as=f"{kind}.rotate_secret",
             )
         )
+    if resource.can_be_disabled:
+        ops += [
+            Operation(
+                "POST",
+                f"{item}/{verb}",
+                resource.enable if verb == "enable" else resource.disable,
+                f"{verb}_{kind}",
+                f"{verb.capitalize()} a {kind} (an operator may; the same again changes nothing)",
+                tag,
+                {200: Answer(f"{verb.capitalize()}d, or unchanged.", out_model, WRITE_HEADERS)},
+                body_required=False,
+                if_match=True,
+                errors=(503,),
+                action="operate",
+                resource=kind,
+                audit_as=f"{kind}.{verb}",
+            )
+            for verb in ("enable", "disable")
+        ]
     return ops
 
 
@@ -230,6 +287,8 @@ def operations(ctx: AdminContext) -> list[Operation]:
             {202: Answer("Acknowledged by Kafka.", PublishedOut)},
             body=PublishEventIn,
             errors=(503,),
+            resource="event",
+            audit_as="event.publish",
         ),
     ]
     # The operations data (deliveries, inbound events, dead letters, replays, health);
@@ -239,19 +298,24 @@ def operations(ctx: AdminContext) -> list[Operation]:
     return ops + operations_data(ctx)
 
 
-def _instrument(op: Operation) -> Handler:
+def _instrument(op: Operation, trail: Callable[[], AuditTrail]) -> Handler:
     name = op.operation_id
 
-    async def handle(request: Request) -> Response:
-        started = time.perf_counter()
+    async def run(request: Request) -> Response:
         try:
-            response = await op.handler(request)
+            return await op.handler(request)
         except HttpProblem as problem:
-            response = problem_response(problem)
+            return problem_response(problem)
         except HooklineError as exc:
             # Kafka or a secret the key does not open: the operator's to fix, the client's
             # to retry.
-            response = problem_response(Unavailable(str(exc), retry_after=1))
+            return problem_response(Unavailable(str(exc), retry_after=1))
+
+    guard = guarded(op, trail, run)
+
+    async def handle(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await guard(request)
         REQUESTS.labels(name, str(response.status_code)).inc()
         LATENCY.labels(name).observe(time.perf_counter() - started)
         return response
@@ -259,11 +323,11 @@ def _instrument(op: Operation) -> Handler:
     return handle
 
 
-def starlette_routes(ops: Sequence[Operation]) -> list[BaseRoute]:
-    """One route per path; the method picks the operation."""
+def starlette_routes(ops: Sequence[Operation], trail: Callable[[], AuditTrail]) -> list[BaseRoute]:
+    """One route per path; the method picks the operation, behind its role and audit."""
     by_path: dict[str, dict[str, Handler]] = {}
     for op in ops:
-        by_path.setdefault(op.path, {})[op.method] = _instrument(op)
+        by_path.setdefault(op.path, {})[op.method] = _instrument(op, trail)
     routes: list[BaseRoute] = []
     for path, handlers in by_path.items():
 

@@ -25,6 +25,7 @@ from shared.cloudevents import decode
 from shared.errors import PoisonMessage
 from shared.messages import OperationState, inbound_event_id
 
+from .audit_view import audit_rows
 from .viewdb import to_us
 
 log = logging.getLogger("hookline.admin.view")
@@ -327,7 +328,9 @@ class Layout:
     by_topic: dict[str, Apply]
 
     @classmethod
-    def of(cls, *, attempts: str, inbound: str, events: str, dlq: str, operations: str) -> Layout:
+    def of(
+        cls, *, attempts: str, inbound: str, events: str, dlq: str, operations: str, audit: str
+    ) -> Layout:
         return cls(
             {
                 attempts: _attempts,
@@ -335,6 +338,7 @@ class Layout:
                 events: _runs,
                 dlq: _dead_letters,
                 operations: _operations,
+                audit: audit_rows,
             }
         )
 

@@ -40,7 +40,7 @@ log = logging.getLogger("hookline.admin.view")
 T = TypeVar("T")
 
 # Bump when the tables change: an older file is then dropped and rebuilt from Kafka.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE offsets (
@@ -109,6 +109,17 @@ CREATE TABLE operations (
   state TEXT NOT NULL
 );
 CREATE INDEX operations_by_dead_letter ON operations (dead_letter_id);
+
+CREATE TABLE audit (
+  id TEXT PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, role TEXT,
+  action TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, resource TEXT NOT NULL,
+  resource_id TEXT, change_digest TEXT NOT NULL, source_ip TEXT, request_id TEXT NOT NULL,
+  outcome TEXT NOT NULL, status INTEGER NOT NULL, count INTEGER NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at, id);
+CREATE INDEX audit_by_actor ON audit (actor, at, id);
+CREATE INDEX audit_by_resource ON audit (resource, resource_id, at, id);
+CREATE INDEX audit_by_outcome ON audit (outcome, at, id);
 """
 
 

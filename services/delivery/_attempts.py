@@ -230,15 +230,16 @@ class Deliverer:
         now = datetime.now(UTC)
         try:
             secrets = self._secrets.of(sub, now)
+            custom = self._view.headers(sub)
         except SecretError:
             log.error("subscription secret does not decrypt", extra={"subscription": sub.id})
             return HttpOutcome(None, "secret_error", 0.0)
         body = due.body.encode()
         headers = signature_headers(due.message_id, body, secrets, now)
         headers["content-type"] = "application/json"
-        if sub.headers:
+        if custom:
             # The subscription's own headers, never over the webhook ones.
-            headers = {**sub.headers, **headers}
+            headers = {**custom, **headers}
         started = time.perf_counter()
         # One deadline scope for the request: the sender's own timeout, which the stall
         # watchdog may also bring forward (it then notes the scope as abandoned).

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
+import yaml
 from starlette.applications import Starlette
 
 from services.admin import create_admin_app
+from services.admin.auth import token_digest
 from shared.settings import Settings
 from shared.topics import Topics
 
 ADMIN_TOKEN = "console-admin-token-0123456789"
 OPERATOR_TOKEN = "console-operator-token-0123456789"
 VIEWER_TOKEN = "console-viewer-token-0123456789"
-NAMED_TOKENS = [
-    f"ada:admin:{ADMIN_TOKEN}",
-    f"otto:operator:{OPERATOR_TOKEN}",
-    f"vera:viewer:{VIEWER_TOKEN}",
-]
+NAMED_TOKENS = {"ada": ("admin", ADMIN_TOKEN), "otto": ("operator", OPERATOR_TOKEN)}
+NAMED_TOKENS["vera"] = ("viewer", VIEWER_TOKEN)
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def console_settings(settings: Settings) -> Settings:
-    tokens = [*settings.admin_token, *(SecretStr(t) for t in NAMED_TOKENS)]
-    return settings.model_copy(update={"admin_token": tokens})
+def console_settings(settings: Settings, folder: Path) -> Settings:
+    """``settings`` with a tokens file naming ada (admin), otto (operator), vera (viewer)."""
+    path = folder / "admin-tokens.yaml"
+    entries = [
+        {"name": name, "role": role, "sha256": token_digest(token)}
+        for name, (role, token) in NAMED_TOKENS.items()
+    ]
+    path.write_text(yaml.safe_dump(entries))
+    return settings.model_copy(update={"admin_tokens_file": path})
 
 
 def csrf_of(html: str) -> str:
@@ -53,8 +57,8 @@ class Browserless:
 
 
 @pytest.fixture
-async def console(settings: Settings, topics: Topics) -> AsyncIterator[Browserless]:
-    app = create_admin_app(console_settings(settings))
+async def console(settings: Settings, topics: Topics, tmp_path: Path) -> AsyncIterator[Browserless]:
+    app = create_admin_app(console_settings(settings, tmp_path))
     async with app.router.lifespan_context(app):
         # https: the session cookie is Secure, and a cookie jar keeps to that.
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
@@ -62,26 +66,3 @@ async def console(settings: Settings, topics: Topics) -> AsyncIterator[Browserle
             transport=transport, base_url="https://admin", timeout=30
         ) as client:
             yield Browserless(client, app)
-
-
-class AuditRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[dict[str, object]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        entry = getattr(record, "audit", None)
-        if isinstance(entry, dict):
-            self.entries.append(entry)
-
-
-@pytest.fixture
-def audit() -> Iterator[AuditRecords]:
-    handler = AuditRecords()
-    logger = logging.getLogger("hookline.admin.audit")
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(old)

@@ -6,19 +6,21 @@ decides which actions a page shows and which posts are carried out, each through
 admin API's own handler and audited. New deliveries and inbound events reach open
 pages as server-sent events.
 
-``console_routes(ctx, operations)`` is the ``/console`` mount; the admin app adds it
-beside ``/v1`` and leaves it to the console's own authentication.
+``console_app(ctx, operations)`` is the console as an ASGI app; the admin app puts
+:class:`ConsoleFirst` in front of its bearer authentication to send ``/console`` there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.admin.context import AdminContext
 from services.admin.routes import Operation
@@ -30,21 +32,44 @@ from .live import live
 PREFIX = "/console"
 
 
+class ConsoleFirst:
+    """Sends ``/console`` to the console (its own sessions) and the rest to the API,
+    whose bearer authentication the console's pages do not pass through."""
+
+    def __init__(self, app: ASGIApp, console: ASGIApp) -> None:
+        self.app = app
+        self.console = console
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == PREFIX or path.startswith(PREFIX + "/"):
+            await self.console(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def console_app(ctx: AdminContext, operations: list[Operation]) -> ASGIApp:
+    """The console as an ASGI app of its own (it shares the admin's context)."""
+    return Starlette(
+        routes=console_routes(ctx, operations),
+        middleware=[Middleware(SecurityHeaders)],
+    )
+
+
 def console_routes(ctx: AdminContext, operations: list[Operation]) -> list[BaseRoute]:
     console = Console(ctx, operations)
     console.templates.env.globals["notices"] = actions.NOTICES
 
     def bare(
         fn: Callable[[Console, Request], Awaitable[Response]],
-    ) -> Callable[..., Awaitable[Response]]:
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             return await fn(console, request)
 
         return endpoint
 
-    def post(path: str, fn: object, name: str, needs: str, resource: str) -> Route:
-        endpoint = action(console, fn, name=name, needs=needs, resource=resource)  # type: ignore[arg-type]
-        return Route(path, endpoint, methods=["POST"])
+    def post(path: str, fn: object, operation_id: str) -> Route:
+        return Route(path, action(console, fn, operation_id), methods=["POST"])  # type: ignore[arg-type]
 
     async def home(request: Request) -> Response:
         return RedirectResponse(f"{PREFIX}/", status_code=308)
@@ -66,50 +91,18 @@ def console_routes(ctx: AdminContext, operations: list[Operation]) -> list[BaseR
         Route("/deliveries/{id}", page(console, opspages.delivery), methods=["GET"]),
         Route("/dead-letters", page(console, opspages.dead_letters), methods=["GET"]),
         Route("/dead-letters/{id}", page(console, opspages.dead_letter), methods=["GET"]),
-        post("/webhooks/{id}/replay", actions.replay, "replay_webhook", "operate", "webhooks"),
-        post("/deliveries/{id}/redeliver", actions.redeliver, "redeliver", "operate", "deliveries"),
-        post(
-            "/subscriptions/{id}/recover",
-            actions.recover,
-            "recover_subscription",
-            "operate",
-            "subscriptions",
-        ),
-        post(
-            "/subscriptions/{id}/test",
-            actions.send_test,
-            "test_subscription",
-            "operate",
-            "subscriptions",
-        ),
-        post(
-            "/subscriptions/{id}/enable",
-            actions.switch(True),
-            "patch_subscription",
-            "admin",
-            "subscriptions",
-        ),
-        post(
-            "/subscriptions/{id}/disable",
-            actions.switch(False),
-            "patch_subscription",
-            "admin",
-            "subscriptions",
-        ),
+        post("/webhooks/{id}/replay", actions.replay, "replay_webhook"),
+        post("/deliveries/{id}/redeliver", actions.redeliver, "redeliver"),
+        post("/subscriptions/{id}/recover", actions.recover, "recover_subscription"),
+        post("/subscriptions/{id}/test", actions.send_test, "test_subscription"),
+        post("/subscriptions/{id}/enable", actions.switch(True), "enable_subscription"),
+        post("/subscriptions/{id}/disable", actions.switch(False), "disable_subscription"),
         post(
             "/subscriptions/{id}/rotate-secret",
             actions.rotate_secret,
             "rotate_subscription_secret",
-            "admin",
-            "subscriptions",
         ),
-        post(
-            "/dead-letters/{id}/retry",
-            actions.retry_dead_letter,
-            "retry_dead_letter",
-            "operate",
-            "dead-letters",
-        ),
+        post("/dead-letters/{id}/retry", actions.retry_dead_letter, "retry_dead_letter"),
     ]
     for verb, notice in (("pause", "paused"), ("resume", "resumed")):
         operation_id = f"{verb}_subscription"
@@ -119,12 +112,7 @@ def console_routes(ctx: AdminContext, operations: list[Operation]) -> list[BaseR
                     f"/subscriptions/{{id}}/{verb}",
                     actions.lifecycle(operation_id, notice),
                     operation_id,
-                    "operate",
-                    "subscriptions",
                 )
             )
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="console-static"))
-    return [
-        Route(PREFIX, home, methods=["GET"]),
-        Mount(PREFIX, routes=routes, middleware=[Middleware(SecurityHeaders)]),
-    ]
+    return [Route(PREFIX, home, methods=["GET"]), Mount(PREFIX, routes=routes)]

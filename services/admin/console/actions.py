@@ -57,7 +57,7 @@ async def redeliver(
     console: Console, request: Request, viewer: Viewer, form: dict[str, str]
 ) -> Response:
     delivery_id = request.path_params["id"]
-    outcome = await console.invoke(request, "redeliver", {"id": delivery_id})
+    outcome = await console.invoke(request, viewer, "redeliver", {"id": delivery_id})
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
     return done(f"/console/deliveries/{delivery_id}", "redelivered")
@@ -71,7 +71,7 @@ async def recover(
     if form.get("until", "").strip():
         body["until"] = utc_input(form["until"])
     outcome = await console.invoke(
-        request, "recover_subscription", {"id": sub_id}, body, _idempotency(form)
+        request, viewer, "recover_subscription", {"id": sub_id}, body, _idempotency(form)
     )
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
@@ -90,7 +90,7 @@ async def retry_dead_letter(
 ) -> Response:
     item_id = request.path_params["id"]
     outcome = await console.invoke(
-        request, "retry_dead_letter", {"id": item_id}, None, _idempotency(form)
+        request, viewer, "retry_dead_letter", {"id": item_id}, None, _idempotency(form)
     )
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
@@ -105,7 +105,7 @@ async def replay(
     if form.get("until", "").strip():
         body["until"] = utc_input(form["until"])
     outcome = await console.invoke(
-        request, "replay_webhook", {"id": webhook_id}, body, _idempotency(form)
+        request, viewer, "replay_webhook", {"id": webhook_id}, body, _idempotency(form)
     )
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
@@ -117,9 +117,8 @@ def switch(enabled: bool) -> object:
         console: Console, request: Request, viewer: Viewer, form: dict[str, str]
     ) -> Response:
         sub_id = request.path_params["id"]
-        outcome = await console.invoke(
-            request, "patch_subscription", {"id": sub_id}, {"enabled": enabled}
-        )
+        verb = "enable" if enabled else "disable"
+        outcome = await console.invoke(request, viewer, f"{verb}_subscription", {"id": sub_id})
         if not outcome.ok:
             return failed(console, request, viewer, outcome)
         return done(f"/console/subscriptions/{sub_id}", "enabled" if enabled else "disabled")
@@ -134,7 +133,7 @@ def lifecycle(operation_id: str, notice: str) -> object:
         console: Console, request: Request, viewer: Viewer, form: dict[str, str]
     ) -> Response:
         sub_id = request.path_params["id"]
-        outcome = await console.invoke(request, operation_id, {"id": sub_id})
+        outcome = await console.invoke(request, viewer, operation_id, {"id": sub_id})
         if not outcome.ok:
             return failed(console, request, viewer, outcome)
         return done(f"/console/subscriptions/{sub_id}", notice)
@@ -146,7 +145,7 @@ async def send_test(
     console: Console, request: Request, viewer: Viewer, form: dict[str, str]
 ) -> Response:
     sub_id = request.path_params["id"]
-    outcome = await console.invoke(request, "test_subscription", {"id": sub_id})
+    outcome = await console.invoke(request, viewer, "test_subscription", {"id": sub_id})
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
     delivery_id = outcome.body.get("delivery_id", "") if isinstance(outcome.body, dict) else ""
@@ -157,7 +156,7 @@ async def rotate_secret(
     console: Console, request: Request, viewer: Viewer, form: dict[str, str]
 ) -> Response:
     sub_id = request.path_params["id"]
-    outcome = await console.invoke(request, "rotate_subscription_secret", {"id": sub_id})
+    outcome = await console.invoke(request, viewer, "rotate_subscription_secret", {"id": sub_id})
     if not outcome.ok:
         return failed(console, request, viewer, outcome)
     body = outcome.body if isinstance(outcome.body, dict) else {}

@@ -1,23 +1,20 @@
 """What every console page and action shares: who is signed in, what they may do, the
 audit trail, the security headers, rendering, and calling the admin API's own handlers.
 
-Actions never re-implement the API: :meth:`Console.invoke` builds a request for the
-API operation (its path, path parameters and JSON body) and calls the operation's
-handler, the one ``/v1/...`` serves, so validation, Kafka writes and errors are the
-API's. Before that, :func:`action` has checked the session, the role
-(:func:`~services.admin.auth.allows`) and the CSRF token, and afterwards it audits the
-outcome, refusals included.
+Actions never re-implement the API: :meth:`Console.invoke` makes a request for the API
+operation (its path, path parameters and JSON body) carrying the signed-in principal
+and calls the very handler ``/v1/...`` serves, guard included: the operation's role
+check (:func:`~services.admin.auth.allows` on the action the operation table names),
+its validation, its Kafka writes, its errors and its audit entry are the API's. Before
+that, :func:`action` has checked the session and the CSRF token; a post that fails
+either is refused here and audited like the API's refusals.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from ulid import ULID
 
-from services.admin.audit import AuditEntry, AuditTrail
-from services.admin.auth import Action, Principal, Tokens, allows
+from services.admin.audit import AuditEntry, change_digest
+from services.admin.auth import ANONYMOUS, Action, Principal, allows
 from services.admin.context import AdminContext
-from services.admin.routes import Operation
-from shared.errors import HooklineError, HttpProblem, Unavailable
-from shared.problems import problem_response
+from services.admin.guard import source_ip
+from services.admin.routes import Operation, _instrument
+from shared.errors import HttpProblem, Unavailable
 
 from .session import SESSION_COOKIE, Session, SessionCodec, derive_key
 
@@ -97,12 +95,8 @@ class Viewer:
         return allows(self.principal.role, action)
 
 
-class SignInRequired(Exception):
-    pass
-
-
 class Refused(Exception):
-    """403: a missing permission or a failed CSRF check."""
+    """403: no session, or a failed CSRF check."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -127,26 +121,25 @@ class Outcome:
         return str(self.status)
 
 
+def console_request_id() -> str:
+    return f"con_{str(ULID()).lower()}"
+
+
 class Console:
     """The console's dependencies: the admin context, the API's operations, sessions."""
 
-    def __init__(
-        self,
-        ctx: AdminContext,
-        operations: list[Operation],
-        *,
-        tokens: Tokens | None = None,
-        audit: AuditTrail | None = None,
-    ) -> None:
+    def __init__(self, ctx: AdminContext, operations: list[Operation]) -> None:
         settings = ctx.settings
         assert settings.secret_key is not None  # AdminContext refuses to start without it
         self.ctx = ctx
+        self.tokens = ctx.tokens
         self.operations = {op.operation_id: op for op in operations}
-        self.tokens = tokens or getattr(ctx, "principals", None) or Tokens.parse(ctx.tokens)
-        self.audit = audit or getattr(ctx, "audit", None) or AuditTrail()
+        # The handlers /v1 serves: the operation behind its role check and audit entry.
+        self.handlers = {op.operation_id: _instrument(op, lambda: ctx.audit) for op in operations}
+        # Sessions sign with the first key; rotating HOOKLINE_SECRET_KEY ends them.
+        first_key = settings.secret_key.get_secret_value().split(",")[0].strip()
         self.sessions = SessionCodec(
-            derive_key(settings.secret_key.get_secret_value()),
-            lifetime=settings.console_session_hours * 3600,
+            derive_key(first_key), lifetime=settings.console_session_hours * 3600
         )
         self.secure_cookies = settings.env != "development"
         self.templates = Jinja2Templates(directory=HERE / "templates")
@@ -163,10 +156,15 @@ class Console:
         session = self.sessions.decode(request.cookies.get(SESSION_COOKIE))
         if session is None:
             return None
-        principal = self.tokens.lookup_sha256(session.token_sha256)
+        principal = self.tokens.lookup_digest(session.token_sha256)
         if principal is None:
             return None  # the token was removed: its sessions end with it
         return Viewer(session, principal, self.sessions.csrf_token(session))
+
+    def may(self, viewer: Viewer | None, operation_id: str) -> bool:
+        """Whether the viewer's role allows the operation (what a page offers)."""
+        op = self.operations.get(operation_id)
+        return viewer is not None and op is not None and viewer.can(op.needs)
 
     # -- answering ------------------------------------------------------------------------
 
@@ -178,47 +176,71 @@ class Console:
         status: int = 200,
         **context: Any,
     ) -> Response:
-        context.update(viewer=viewer, csrf=viewer.csrf if viewer else None)
+        context.update(
+            viewer=viewer,
+            csrf=viewer.csrf if viewer else None,
+            may=lambda operation_id: self.may(viewer, operation_id),
+        )
         return self.templates.TemplateResponse(request, template, context, status_code=status)
 
-    async def record(
+    async def refused(
         self,
         request: Request,
-        actor: str,
+        principal: Principal | None,
         action: str,
         resource: str,
-        resource_id: str | None,
-        outcome: str,
-        change: Any = None,
+        status: int,
     ) -> None:
-        digest = None
-        if change is not None:
-            digest = hashlib.sha256(orjson.dumps(change, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """Audit a post the console refused itself, as the API audits its refusals."""
         entry = AuditEntry(
-            actor=actor,
+            actor=principal.name if principal else ANONYMOUS,
+            role=principal.role if principal else None,
             action=action,
             method=request.method,
+            path=request.url.path,
             resource=resource,
-            resource_id=resource_id,
-            change_digest=digest,
-            at=datetime.now(UTC),
-            source_ip=request.client.host if request.client else None,
-            request_id=request.headers.get("x-request-id") or str(uuid.uuid4()),
-            outcome=outcome,
+            resource_id=request.path_params.get("id"),
+            change_digest=change_digest(None),
+            source_ip=source_ip(request.scope),
+            request_id=console_request_id(),
+            outcome="refused",
+            status=status,
         )
-        written = self.audit.record(entry)
-        if inspect.isawaitable(written):
-            await written
+        try:
+            if principal is None:
+                self.ctx.audit.record_refusal(entry)  # never waits: a flood costs nothing
+            else:
+                await self.ctx.audit.record(entry)
+        except Unavailable:
+            log.error("a refused console post could not be audited", extra={"action": action})
+
+    async def signed(self, request: Request, principal: Principal, action: str) -> None:
+        """Audit a sign-in or a sign-out."""
+        entry = AuditEntry(
+            actor=principal.name,
+            role=principal.role,
+            action=action,
+            method=request.method,
+            path=request.url.path,
+            resource="console",
+            change_digest=change_digest(None),
+            source_ip=source_ip(request.scope),
+            request_id=console_request_id(),
+            outcome="allowed",
+            status=303,
+        )
+        await self.ctx.audit.record(entry)
 
     async def invoke(
         self,
         request: Request,
+        viewer: Viewer,
         operation_id: str,
         path_params: Mapping[str, str],
         body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Outcome:
-        """Call the API operation's own handler; its answer, errors included."""
+        """Call the API operation's own handler as the viewer; its answer, errors included."""
         op = self.operations[operation_id]
         path = op.path
         for name, value in path_params.items():
@@ -244,14 +266,9 @@ class Console:
             "query_string": b"",
             "headers": header_list,
             "path_params": dict(path_params),
+            "state": {"principal": viewer.principal, "request_id": console_request_id()},
         }
-        api_request = Request(scope, receive)
-        try:
-            response = await op.handler(api_request)
-        except HttpProblem as problem:
-            response = problem_response(problem)
-        except HooklineError as exc:
-            response = problem_response(Unavailable(str(exc), retry_after=1))
+        response = await self.handlers[operation_id](Request(scope, receive))
         payload: Any = None
         if response.body:
             try:
@@ -272,12 +289,12 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-PageFn = Callable[[Console, Request, Viewer], Awaitable[Response]]
-ActionFn = Callable[[Console, Request, Viewer, dict[str, str]], Awaitable[Response]]
+PageFn = Callable[["Console", Request, Viewer], Awaitable[Response]]
+ActionFn = Callable[["Console", Request, Viewer, dict[str, str]], Awaitable[Response]]
 
 
 def page(console: Console, fn: PageFn) -> Endpoint:
-    """A page: signed in (else to the sign-in form) with the ``read`` permission."""
+    """A page: signed in (else to the sign-in form); every role reads."""
 
     async def endpoint(request: Request) -> Response:
         viewer = console.viewer(request)
@@ -293,41 +310,33 @@ def page(console: Console, fn: PageFn) -> Endpoint:
                 "refused.html",
                 viewer,
                 problem.status,
-                reason=problem.reason,
+                reason=problem.detail,
                 title=problem.title,
             )
 
     return endpoint
 
 
-def action(console: Console, fn: ActionFn, *, name: str, needs: Action, resource: str) -> Endpoint:
-    """A form post: signed in, allowed, a valid CSRF token; audited whatever happens."""
+def action(console: Console, fn: ActionFn, operation_id: str) -> Endpoint:
+    """A form post: signed in, with the session's CSRF token, then the API operation
+    (whose guard checks the role and audits); refusals here are audited too."""
+    op = console.operations[operation_id]
 
     async def endpoint(request: Request) -> Response:
         viewer = console.viewer(request)
-        resource_id = request.path_params.get("id")
-        actor = viewer.principal.name if viewer else "anonymous"
         try:
             form = await read_form(request)
             if viewer is None:
                 raise Refused("sign in first")
             if not console.sessions.csrf_ok(viewer.session, form.get("csrf")):
                 raise Refused("the form's CSRF token is missing or wrong; reload the page")
-            if not viewer.can(needs):
-                raise Refused(f"the role {viewer.principal.role!r} may not {name}")
         except Refused as refused:
-            log.warning("console action refused", extra={"action": name, "why": refused.reason})
-            await console.record(request, actor, name, resource, resource_id, "denied")
+            log.warning(
+                "console post refused", extra={"action": op.audit_action, "why": refused.reason}
+            )
+            principal = viewer.principal if viewer else None
+            await console.refused(request, principal, op.audit_action, op.resource, 403)
             return console.render(request, "refused.html", viewer, 403, reason=refused.reason)
-        assert viewer is not None
-        change = {k: v for k, v in form.items() if k != "csrf"}
-        try:
-            response = await fn(console, request, viewer, form)
-        except BaseException:
-            await console.record(request, actor, name, resource, resource_id, "failed", change)
-            raise
-        outcome = "succeeded" if response.status_code < 400 else "failed"
-        await console.record(request, actor, name, resource, resource_id, outcome, change)
-        return response
+        return await fn(console, request, viewer, form)
 
     return endpoint
