@@ -275,6 +275,7 @@ def _banner(
  hookline is running
    webhooks (public)   http://127.0.0.1:{settings.ingress_port}/webhooks/{{id}}[/github|/gitlab|/slack]
    admin API           http://127.0.0.1:{settings.admin_port}   (Authorization: Bearer {creds["admin_token"]})
+   console             http://127.0.0.1:{settings.admin_port}/console/   (sign in with that token)
    demo receiver       http://127.0.0.1:{receiver_port}/   (what it verified)
    kafka               {kafka}
 
