@@ -48,7 +48,7 @@ log = logging.getLogger("hookline.admin")
 TEST_WORKFLOW = "hookline.test"
 
 
-def test_event(sub: Subscription, now: datetime) -> LifecycleEvent | None:
+def sample_event(sub: Subscription, now: datetime) -> LifecycleEvent | None:
     """The test event: the first lifecycle type the subscription's filters take."""
     workflow = sub.workflow_ids[0] if sub.workflow_ids else TEST_WORKFLOW
     common: dict[str, Any] = {
@@ -81,7 +81,7 @@ class TestEventHandlers:
         if sub is None:
             raise not_found(f"subscription {sub_id!r}")
         now = datetime.now(UTC)
-        event = test_event(sub, now)
+        event = sample_event(sub, now)
         if event is None:
             raise NotRedeliverable("the subscription wants no lifecycle event type")
         source = SourceRecord(

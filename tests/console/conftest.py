@@ -16,6 +16,7 @@ from services.admin import create_admin_app
 from services.admin.auth import token_digest
 from shared.settings import Settings
 from shared.topics import Topics
+from tests.admin.conftest import Admin, running_admin
 
 ADMIN_TOKEN = "console-admin-token-0123456789"
 OPERATOR_TOKEN = "console-operator-token-0123456789"
@@ -66,3 +67,10 @@ async def console(settings: Settings, topics: Topics, tmp_path: Path) -> AsyncIt
             transport=transport, base_url="https://admin", timeout=30
         ) as client:
             yield Browserless(client, app)
+
+
+@pytest.fixture
+async def admin(settings: Settings, topics: Topics) -> AsyncIterator[Admin]:
+    """The admin API in this process, with the plain (admin) test token."""
+    async with running_admin(settings, topics) as running:
+        yield running

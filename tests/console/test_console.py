@@ -137,7 +137,7 @@ async def test_a_viewer_sees_no_action_and_its_posts_are_refused_by_the_apis_gua
 
     async def refused_for_the_role() -> bool:
         return any(
-            e["actor"] == "vera" and e["outcome"] == "refused" and e["path"].startswith("/v1/")
+            e["actor"] == "vera" and e["outcome"] == "refused" and str(e["path"]).startswith("/v1/")
             for e in await audit_entries(console)
         )
 
