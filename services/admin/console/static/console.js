@@ -19,26 +19,39 @@
   };
 
   // A part of the page that is easier to fetch again than to patch (a run's timeline).
+  // One fetch at a time; an event that arrives meanwhile asks for one more afterwards,
+  // so the last change is never missed.
   var reloading = false;
+  var again = false;
   var reload = function (element) {
-    if (reloading) return;
+    if (reloading) { again = true; return; }
     reloading = true;
+    again = false;
+    var finish = function () {
+      reloading = false;
+      if (again) {
+        var current = document.getElementById(element.id) || element;
+        reload(current);
+      }
+    };
     window.setTimeout(function () {
       fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (text) {
-          reloading = false;
-          if (!text) return;
-          var fresh = new DOMParser().parseFromString(text, "text/html");
-          var selector = element.id ? "#" + element.id : "[data-live-reload]";
-          var replacement = fresh.querySelector(selector);
-          if (replacement) {
-            element.replaceWith(replacement);
-            dropEmptyNote();
-            announce("Updated " + new Date().toLocaleTimeString());
+          if (text) {
+            var fresh = new DOMParser().parseFromString(text, "text/html");
+            var selector = element.id ? "#" + element.id : "[data-live-reload]";
+            var replacement = fresh.querySelector(selector);
+            var target = document.querySelector(selector);
+            if (replacement && target) {
+              target.replaceWith(replacement);
+              if (replacement.querySelector("tr, li")) dropEmptyNote();
+              announce("Updated " + new Date().toLocaleTimeString());
+            }
           }
+          finish();
         })
-        .catch(function () { reloading = false; });
+        .catch(finish);
     }, 300);
   };
 
@@ -67,6 +80,12 @@
         if (whole) reload(whole);
       };
     };
+    // What landed between the page's render and the stream's start (or a reconnect):
+    // fetch the live part once more.
+    source.addEventListener("open", function () {
+      var live = target.id ? document.getElementById(target.id) : null;
+      if (live) reload(live);
+    });
     source.addEventListener("delivery", onItem("delivery"));
     source.addEventListener("inbound", onItem("inbound"));
     window.addEventListener("pagehide", function () { source.close(); });
