@@ -3,11 +3,20 @@
 Fields given through ``extra=`` become top-level keys. Any key whose name says
 it holds a credential is replaced by ``[redacted]`` before it is written,
 whatever the caller passed.
+
+Every record is formatted here, the third-party libraries' (httpx, httpcore,
+aiohttp, aiokafka, uvicorn) included, and every text in it (the message with its
+arguments, string fields, a traceback) has its URLs redacted: the user info, the
+query string and the fragment of a URL, and the query string of a request path,
+become ``[redacted]``, as does an ``Authorization`` header's value. Receivers' URLs
+often carry a token there. The third-party loggers are held at WARNING unless
+``HOOKLINE_LOG_LEVEL`` is DEBUG, and are redacted at DEBUG as at any level.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from datetime import UTC, datetime
@@ -31,8 +40,49 @@ def is_sensitive(key: str) -> bool:
     return _is_sensitive(key)
 
 
+# scheme://[user[:password]@]host[:port][/path][?query][#fragment]
+_URL = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,15}://)"
+    r"(?P<userinfo>[^\s/?#@\"'<>]*@)?"
+    r"(?P<rest>[^\s?#\"'<>]*)"
+    r"(?P<query>\?[^\s#\"'<>]*)?"
+    r"(?P<fragment>#[^\s\"'<>]*)?"
+)
+# A bare request path with a query string: what an access log or a request line holds.
+_PATH_QUERY = re.compile(r"(?<![\w:/?=&%.-])(/[^\s?#\"'<>]*)\?[^\s#\"'<>]*")
+_AUTHORIZATION = re.compile(
+    r"((?:proxy-)?authorization[\"']?\s*[:=,]\s*[\"']?)(?:(?:bearer|basic|token)\s+)?[^\s\"',}]+",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    out = match["head"] + (f"{REDACTED}@" if match["userinfo"] else "") + match["rest"]
+    if match["query"]:
+        out += f"?{REDACTED}"
+    if match["fragment"]:
+        out += f"#{REDACTED}"
+    return out
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URLs' user info, query strings and fragments, and Authorization
+    values, replaced by ``[redacted]``."""
+    if "://" in text:
+        text = _URL.sub(_redact_url, text)
+    if "?" in text:
+        text = _PATH_QUERY.sub(rf"\1?{REDACTED}", text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTHORIZATION.sub(rf"\1{REDACTED}", text)
+    return text
+
+
 def redact(value: Any, depth: int = 0) -> Any:
-    """A copy of ``value`` with credential-named keys masked, nested dicts included."""
+    """A copy of ``value`` with credential-named keys masked, nested dicts included, and
+    secrets in URLs removed from every string (see :func:`redact_text`)."""
+    if isinstance(value, str):
+        return redact_text(value)
     if depth > 6:
         return value
     if isinstance(value, dict):
@@ -56,15 +106,19 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self._service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = "[redacted]" if _is_sensitive(key) else redact(value)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
-            entry["exc"] = "".join(traceback.format_exception(*record.exc_info))[-4000:]
-        return orjson.dumps(entry, default=str).decode()
+            entry["exc"] = redact_text(
+                "".join(traceback.format_exception(*record.exc_info))[-4000:]
+            )
+        if record.stack_info:
+            entry["stack"] = redact_text(record.stack_info)[-4000:]
+        return orjson.dumps(entry, default=lambda v: redact_text(str(v))).decode()
 
 
 class TextFormatter(JsonFormatter):
@@ -90,6 +144,12 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka is chatty at INFO about rebalances that are routine for us.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # The HTTP libraries log every request with its URL at INFO (httpx) or DEBUG: only
+    # their warnings, unless the whole service is at DEBUG (redacted there as anywhere).
+    # aiokafka is chatty at INFO about rebalances that are routine for us, so it is held
+    # there too.
+    for name in ("httpx", "httpcore", "aiohttp", "hpack", "h11", "aiokafka"):
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+        )
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
