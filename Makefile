@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv dev test test-faults lint format bench kafka-start kafka-stop schemas clean
+.PHONY: help venv chromium dev test test-faults lint format bench kafka-start kafka-stop schemas clean
 
 help:
 	@echo "make dev          run hookline locally (broker, services, demo)"
@@ -26,9 +26,17 @@ venv: $(STAMP)
 dev: venv
 	$(BIN)/hookline dev
 
+# The console's browser tests drive Debian's Chromium (never a browser download);
+# installed here when missing (as root, as CI runs).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the console's browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
+
 # The pytest session fixture starts the project's own broker unless
 # HOOKLINE_KAFKA_BOOTSTRAP_SERVERS names a cluster, and stops what it started.
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-faults: venv

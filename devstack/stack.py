@@ -87,6 +87,7 @@ def _service_env(
         "HOOKLINE_DEV_RECEIVER_URL": f"http://127.0.0.1:{receiver_port}/hooks/demo",
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
         "HOOKLINE_LOG_FORMAT": os.environ.get("HOOKLINE_LOG_FORMAT", "text"),
+        "HOOKLINE_ENV": os.environ.get("HOOKLINE_ENV", "development"),
     }
 
 
@@ -275,6 +276,7 @@ def _banner(
  hookline is running
    webhooks (public)   http://127.0.0.1:{settings.ingress_port}/webhooks/{{id}}[/github|/gitlab|/slack]
    admin API           http://127.0.0.1:{settings.admin_port}   (Authorization: Bearer {creds["admin_token"]})
+   console             http://127.0.0.1:{settings.admin_port}/console/   (sign in with that token)
    demo receiver       http://127.0.0.1:{receiver_port}/   (what it verified)
    kafka               {kafka}
 

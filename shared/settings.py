@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     allow_insecure_urls: bool = False
     allow_private_destinations: bool = False
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    env: Literal["production", "development"] = Field(
+        default="production",
+        description="development (hookline dev) drops the Secure flag of the console's cookies "
+        "so plain http works off loopback",
+    )
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
 
     # Ports
     host: str = "0.0.0.0"

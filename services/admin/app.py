@@ -22,6 +22,7 @@ from shared.health import health_routes
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
 
+from .console import ConsoleFirst, console_app
 from .context import AdminContext
 from .guard import OPEN_PATHS, Authenticate
 from .openapi import openapi_document
@@ -111,6 +112,8 @@ def create_admin_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = 
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
     app.add_middleware(Authenticate, tokens=ctx.tokens, trail=lambda: ctx.audit)
+    # The operator console (/console) signs in with the same tokens, into a session.
+    app.add_middleware(ConsoleFirst, console=console_app(ctx, ops))
     app.add_middleware(AccessLog)
     app.state.admin = ctx
     return app

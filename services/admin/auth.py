@@ -182,6 +182,20 @@ class Tokens:
                 found = entry.principal
         return found if token else None
 
+    def lookup_digest(self, digest: str) -> Principal | None:
+        """The principal whose token has this hex SHA-256: how a console session, which
+        keeps the digest and never the token, is checked against the registry again."""
+        self._maybe_reload()
+        try:
+            given = bytes.fromhex(digest)
+        except ValueError:
+            return None
+        found: Principal | None = None
+        for entry in self._entries:
+            if hmac.compare_digest(given, entry.digest) and found is None:
+                found = entry.principal
+        return found
+
     # -- the file -------------------------------------------------------------------------
 
     def _file_stamp(self) -> tuple[int, int, int]:

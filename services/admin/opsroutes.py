@@ -31,6 +31,7 @@ from .opsmodels import (
 from .rekey import Rekey, RekeyOut
 from .replays import ReplayJobs
 from .routes import Answer, Operation
+from .testevents import TestEventHandlers
 
 VIEW_ERRORS = (503,)  # the view is catching up
 
@@ -41,6 +42,7 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
     dead = DeadLetterHandlers(ctx)
     jobs = ReplayJobs(ctx)
     health = HealthHandlers(ctx)
+    tests = TestEventHandlers(ctx)
     audit = AuditHandlers(ctx)
     page = "A page, newest first."
     return [
@@ -97,6 +99,19 @@ def operations_data(ctx: AdminContext) -> list[Operation]:
             errors=(409, 503),
             resource="subscription",
             audit_as="subscription.recover",
+            action="operate",
+        ),
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/test",
+            tests.send,
+            "test_subscription",
+            "Send a test event to this subscription alone (signed, retried, logged)",
+            "deliveries",
+            {202: Answer("Handed to the delivery service.", RedeliveryOut)},
+            errors=(409, 503),
+            resource="subscription",
+            audit_as="subscription.test",
             action="operate",
         ),
         Operation(

@@ -43,6 +43,7 @@ EXPECTED: dict[str, str] = {
     "get_delivery": "read",
     "redeliver": "operate",
     "recover_subscription": "operate",
+    "test_subscription": "operate",
     "subscription_health": "read",
     "replay_webhook": "operate",
     "list_replays": "read",
