@@ -206,7 +206,10 @@ class AuditTrail:
                 )
         finally:
             if self._producer is not None:
-                await self._producer.stop()
+                # aiokafka's stop flushes first, and with the broker away that waits out
+                # every in-flight request: a shutdown must not wait on it unbounded.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._producer.stop(), self._timeout)
                 self._producer = None
 
     @property
