@@ -49,6 +49,7 @@ class Topics:
     dlq: str
     dispatcher_runs: str
     operations: str
+    delivery_holds: str
     retry_tiers: tuple[str, ...]
     specs: tuple[TopicSpec, ...] = field(repr=False)
 
@@ -110,6 +111,10 @@ def topic_registry(
         # Replays, recoveries and dead-letter retries: the latest state per operation,
         # kept 30 days (the dlq's retention) so a request id stays idempotent that long.
         spec("operations", "compact,delete", 30 * DAY_MS, parts=1, extra=compact_fast),
+        # Deliveries the delivery service keeps waiting (paused, behind their run's previous
+        # event, held back by a rate limit): the live ones per key, one partition per
+        # workflow-events partition, written by whoever reads that partition.
+        spec("delivery-holds", "compact", None, extra=compact_fast),
         *tiers,
     )
     return Topics(
@@ -122,6 +127,7 @@ def topic_registry(
         dlq=prefix + "dlq",
         dispatcher_runs=prefix + "dispatcher-runs",
         operations=prefix + "operations",
+        delivery_holds=prefix + "delivery-holds",
         retry_tiers=tuple(t.name for t in tiers),
         specs=specs,
     )
