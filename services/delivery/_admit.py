@@ -91,6 +91,9 @@ class Admission:
         except Exception as exc:
             self.settle(ledger, offset, due, self._settlement.step_failed(due, exc))
 
+    def subscription(self, subscription_id: str) -> Subscription | None:
+        return self._view.subscription(subscription_id)
+
     def settle(self, ledger: Origin, offset: int, due: Due, writes: list[Write]) -> None:
         """Settle through the one settle path; a delivery the hold store answers for
         takes its entry's tombstone along when this outcome ends its hold."""

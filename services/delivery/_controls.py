@@ -16,6 +16,7 @@ again under its own entry either way, so the run keeps its order.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,16 @@ from shared.entities import Subscription
 from shared.messages import HoldReason
 
 RECHECK_AT_MOST = 300.0
+
+
+class _Queue:
+    """A rate-limited subscription's deliveries waiting in memory for their tokens."""
+
+    __slots__ = ("items", "running")
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[Origin, int, Due]] = deque()
+        self.running = False
 
 
 class Controls:
@@ -47,6 +58,7 @@ class Controls:
         self._recorder = recorder
         self._settlement = settlement
         self._first_gap = first_gap
+        self._queues: dict[str, _Queue] = {}
         admission.controls = self
 
     async def admit(self, origin: Origin, offset: int, due: Due, sub: Subscription) -> None:
@@ -59,23 +71,48 @@ class Controls:
         back = (
             ticket is not None and ticket.held is not None and ticket.held.reason == "rate_limited"
         )
-        wait = self._limits.reserve(sub.id, limit, held=back)
+        queue = self._queues.get(sub.id)
+        queued = len(queue.items) if queue is not None else 0
+        wait = self._limits.take(sub.id, limit, queued=queued, held=back)
         if wait == 0.0:
             await self._admission.admit(origin, offset, due, rated=True)
             return
         RATE_LIMITED.inc()
-        if wait is not None:
-            self._admission.spawn(self._after(wait, origin, offset, due, sub.id))
+        if wait is None:
+            later = self._limits.later(sub.id, limit, queued=queued)
+            self._hold(origin, offset, due, "rate_limited", _in(later))
             return
-        at = datetime.now(UTC) + timedelta(seconds=self._limits.later(sub.id, limit))
-        self._hold(origin, offset, due, "rate_limited", at)
+        if queue is None:
+            queue = self._queues[sub.id] = _Queue()
+        queue.items.append((origin, offset, due))
+        if not queue.running:
+            queue.running = True
+            self._admission.spawn(self._pace(sub.id, queue))
 
-    async def _after(self, wait: float, origin: Origin, offset: int, due: Due, sub_id: str) -> None:
+    async def _pace(self, subscription_id: str, queue: _Queue) -> None:
+        """Let the queue's deliveries go one token at a time, each when its token comes."""
         try:
-            await asyncio.sleep(wait)
+            while queue.items:
+                sub = self._admission.subscription(subscription_id)
+                if sub is None or sub.rate_limit is None or sub.paused:
+                    wait: float | None = 0.0  # no longer limited: admission decides
+                else:
+                    wait = self._limits.take(sub.id, sub.rate_limit, held=True)
+                if wait is None:  # the share shrank under it: the rest are held back
+                    for origin, offset, due in queue.items:
+                        assert sub is not None and sub.rate_limit is not None
+                        later = self._limits.later(sub.id, sub.rate_limit)
+                        self._hold(origin, offset, due, "rate_limited", _in(later))
+                    queue.items.clear()
+                elif wait > 0:
+                    await asyncio.sleep(wait)
+                else:
+                    origin, offset, due = queue.items.popleft()
+                    await self._admission.admit(origin, offset, due, rated=True)
         finally:
-            self._limits.waited(sub_id)
-        await self._admission.admit(origin, offset, due, rated=True)
+            queue.running = False
+            if not queue.items and self._queues.get(subscription_id) is queue:
+                del self._queues[subscription_id]
 
     def _hold(
         self, origin: Origin, offset: int, due: Due, reason: HoldReason, at: datetime | None
@@ -100,3 +137,7 @@ class Controls:
             look = min(max(self._first_gap, waited / 4), RECHECK_AT_MOST)
             at = datetime.now(UTC) + timedelta(seconds=look)
         self._admission.settle(origin, offset, due, self._recorder.deferred_until(due, at))
+
+
+def _in(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)

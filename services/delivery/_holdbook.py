@@ -132,6 +132,10 @@ class HoldBook:
     def partition(self, tp: TopicPartition) -> HoldPartition | None:
         return self._parts.get(tp)
 
+    def held(self) -> int:
+        """How many deliveries the owned partitions hold (tests, readiness detail)."""
+        return sum(len(part.entries) for part in self._parts.values())
+
     async def _restore(self, part: HoldPartition) -> None:
         index = part.tp.partition % self._holds_partitions
         backoff = 0.5

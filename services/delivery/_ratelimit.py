@@ -14,11 +14,11 @@ partition would still take a share.)
 
 Each bucket is a GCRA: one request every ``1 / (per_second × share)`` seconds, a burst
 of ``max(1, burst × share)`` (``burst`` 0: ``per_second`` rounded up). A delivery takes
-its slot now, or reserves one up to ``wait_at_most`` ahead and waits for it in memory (a
-task, its record unsettled; at most ``max_waiting`` per subscription); one that would
-wait longer is held back (:meth:`RateLimits.later` says until when): in the hold store
-when its replica owns its source partition, else on a retry tier. While deliveries are
-held back, the ones that come after queue behind them, so the held ones keep their turn.
+a token now, or waits in memory in its subscription's queue (its record unsettled) when
+its turn comes within ``wait_at_most``; one that would wait longer is held back
+(:meth:`RateLimits.later` says until when): in the hold store when its replica owns its
+source partition, else on a retry tier. While deliveries are held back, the ones that
+come after queue behind them, so the held ones keep their turn.
 """
 
 from __future__ import annotations
@@ -86,22 +86,25 @@ class _Bucket:
 
 
 class RateLimits:
-    """The buckets of this replica, by subscription id."""
+    """The buckets of this replica, by subscription id.
+
+    :meth:`take` only takes a token that is there now: a delivery that must wait is
+    queued by the caller, which asks again when :meth:`take` says the next one comes,
+    one at a time; so a process that falls behind (a busy event loop) sends late rather
+    than in a burst.
+    """
 
     def __init__(
         self,
         shares: Shares,
         *,
         wait_at_most: float = 1.0,
-        max_waiting: int = 64,
         clock: Clock = time.monotonic,
     ) -> None:
         self._shares = shares
-        self._wait_at_most = wait_at_most
-        self._max_waiting = max_waiting
+        self.wait_at_most = wait_at_most
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
-        self._waiting: dict[str, int] = {}
 
     def _bucket(self, subscription_id: str, limit: RateLimit, now: float) -> _Bucket:
         bucket = self._buckets.get(subscription_id)
@@ -111,44 +114,32 @@ class RateLimits:
             bucket.resize(self._shares.fraction, now)
         return bucket
 
-    def reserve(
-        self, subscription_id: str, limit: RateLimit, *, held: bool = False
+    def take(
+        self, subscription_id: str, limit: RateLimit, *, queued: int = 0, held: bool = False
     ) -> float | None:
-        """Seconds until this delivery may go, its slot taken (0.0: at once); None when it
-        would wait longer than ``wait_at_most``, or must queue behind deliveries held back
-        before it (``held``: it is one of those, back for its turn)."""
+        """0.0 when a token was taken now; else the seconds until the next one comes, when
+        that (with ``queued`` deliveries already waiting before this one) is within
+        ``wait_at_most``; None when it must be held back instead, or must queue behind
+        deliveries held back before it (``held``: it is one of those, back for its turn)."""
         now = self._clock()
         bucket = self._bucket(subscription_id, limit, now)
         if not held and bucket.behind > now:
             return None
         at = max(now, bucket.tat - bucket.tolerance)
-        wait = at - now
-        if wait > self._wait_at_most:
-            return None
-        if wait > 0:
-            waiting = self._waiting.get(subscription_id, 0)
-            if waiting >= self._max_waiting:
-                return None
-            self._waiting[subscription_id] = waiting + 1
-        bucket.tat = max(bucket.tat, now) + bucket.interval
-        return wait
+        if at <= now and not queued:
+            bucket.tat = max(bucket.tat, now) + bucket.interval
+            return 0.0
+        wait = at - now + queued * bucket.interval
+        return wait if wait <= self.wait_at_most else None
 
-    def waited(self, subscription_id: str) -> None:
-        """A delivery that :meth:`reserve` made wait has had its turn."""
-        left = self._waiting.get(subscription_id, 0) - 1
-        if left > 0:
-            self._waiting[subscription_id] = left
-        else:
-            self._waiting.pop(subscription_id, None)
-
-    def later(self, subscription_id: str, limit: RateLimit) -> float:
+    def later(self, subscription_id: str, limit: RateLimit, *, queued: int = 0) -> float:
         """Seconds until a delivery held back now should come back: one slot after the
-        ones held back before it (their turn is not taken: they reserve it when back)."""
+        ones waiting or held back before it (it takes its token when back)."""
         now = self._clock()
         bucket = self._bucket(subscription_id, limit, now)
         if math.isinf(bucket.interval):
-            return self._wait_at_most  # no share here (yet): look again soon
-        start = max(bucket.behind, bucket.tat - bucket.tolerance, now)
+            return self.wait_at_most  # no share here (yet): look again soon
+        start = max(bucket.behind, bucket.tat - bucket.tolerance + queued * bucket.interval, now)
         bucket.behind = start + bucket.interval
         return bucket.behind - now
 

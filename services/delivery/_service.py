@@ -261,6 +261,10 @@ class DeliveryService:
             return Verdict(False, f"{'; '.join(overdue)} (max {max_age:g} s)")
         return Verdict(True)
 
+    def held(self) -> int:
+        """Deliveries held in the hold store of the partitions this replica reads."""
+        return 0 if self._holds is None else self._holds.held()
+
     async def wait_joined(self, timeout: float = 30.0) -> None:
         """Wait until every loop has been assigned its partitions (tests, benchmarks)."""
         async with asyncio.timeout(timeout):

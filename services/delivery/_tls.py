@@ -26,7 +26,9 @@ from shared.errors import SecretError
 
 def receiver_context(ca_file: Path | None) -> ssl.SSLContext:
     """A client context that checks receivers (against ``ca_file`` when given)."""
-    return httpx.create_ssl_context(verify=str(ca_file) if ca_file else True, trust_env=False)
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=str(ca_file))
+    return httpx.create_ssl_context(trust_env=False)
 
 
 class ClientCertificates:
