@@ -66,34 +66,35 @@ async def test_a_delivery_goes_through_the_proxy_to_the_checked_address_and_a_pr
     identity = ca.issue("receiver.example")
     secret = generate_subscription_secret()
     context = ca.server_context(identity, tmp_path)
-    async with Receiver(ssl_context=context, name="receiver.example") as receiver:
+    async with (
+        Receiver(ssl_context=context, name="receiver.example") as receiver,
+        ConnectProxy() as proxy,
+    ):
         # The proxy takes the public address the guard checked to the receiver on loopback.
-        async with ConnectProxy(
-            {f"{PUBLIC}:{receiver.port}": ("127.0.0.1", receiver.port)}
-        ) as proxy:
-            await put_entities(
-                settings.kafka_bootstrap_servers,
-                topics.config,
-                subscription("out", secrets=[secret], url=receiver.url("/hook")),
-                subscription("inside", url=f"https://internal.example:{receiver.port}/hook"),
+        proxy.routes[f"{PUBLIC}:{receiver.port}"] = ("127.0.0.1", receiver.port)
+        await put_entities(
+            settings.kafka_bootstrap_servers,
+            topics.config,
+            subscription("out", secrets=[secret], url=receiver.url("/hook")),
+            subscription("inside", url=f"https://internal.example:{receiver.port}/hook"),
+        )
+        names = Names({"receiver.example": PUBLIC, "internal.example": "10.1.2.3"})
+        async with delivering(
+            settings,
+            transport,
+            names,
+            # The proxy is on loopback: only its own address is exempt from the policy.
+            allow_private_destinations=False,
+            allow_insecure_urls=False,
+            egress_proxy=proxy.url,
+            delivery_ca_file=ca.write(tmp_path),
+            retry_schedule=(30.0,),
+        ):
+            await publish(
+                settings.kafka_bootstrap_servers, topics.workflow_events, [completed("r1")]
             )
-            names = Names({"receiver.example": PUBLIC, "internal.example": "10.1.2.3"})
-            async with delivering(
-                settings,
-                transport,
-                names,
-                # The proxy is on loopback: only its own address is exempt from the policy.
-                allow_private_destinations=False,
-                allow_insecure_urls=False,
-                egress_proxy=proxy.url,
-                delivery_ca_file=ca.write(tmp_path),
-                retry_schedule=(30.0,),
-            ):
-                await publish(
-                    settings.kafka_bootstrap_servers, topics.workflow_events, [completed("r1")]
-                )
-                await wait_until(lambda: len(receiver.requests) == 1, timeout=20)
-                records = await attempts(settings, topics, 2)
+            await wait_until(lambda: len(receiver.requests) == 1, timeout=20)
+            records = await attempts(settings, topics, 2)
     [request] = receiver.requests
     standardwebhooks.Webhook(secret).verify(request.body, request.headers)
     assert request.headers["Host"] == f"receiver.example:{receiver.port}"
