@@ -39,6 +39,7 @@ from shared.entities import (
 from shared.errors import AlreadyExists, SecretError
 
 from .context import AdminContext
+from .controls import SubscriptionControls
 from .models import (
     ID_RE,
     ListQuery,
@@ -129,6 +130,11 @@ class Resource(Generic[E]):
     def new_secret(self, entity: E) -> str | None:
         """A generated secret when the entity needs one and has none active, else ``None``."""
         return None
+
+    def patch_base(self, current: E, fields: set[str]) -> dict[str, Any]:
+        """``current``'s writable fields as a body would give them (what a patch merges into)."""
+        data: dict[str, Any] = current.model_dump(mode="json", include=fields)
+        return data
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -312,7 +318,7 @@ class Resource(Generic[E]):
         fields = set(self.in_model.model_fields) - {"secret"}
 
         def patched(current: E) -> BaseModel:
-            base = current.model_dump(mode="json", include=fields)
+            base = self.patch_base(current, fields)
             merged = {**merge_patch(base, patch), "id": entity_id}
             return parse(self.in_model, merged, "body", self.context())
 
@@ -396,7 +402,7 @@ class WebhookResource(Resource[Webhook]):
         return _secrets.token_urlsafe(32)
 
 
-class SubscriptionResource(Resource[Subscription]):
+class SubscriptionResource(SubscriptionControls, Resource[Subscription]):
     kind = Subscription
     plural = "subscriptions"
     label = "subscription"
@@ -412,6 +418,7 @@ class SubscriptionResource(Resource[Subscription]):
         # Who disabled it and why stays only while it stays disabled.
         keep = current is not None and not body.enabled and not current.enabled
         data["disabled_reason"] = current.disabled_reason if keep and current else None
+        data["client_certificate"] = None  # its stored form needs the id: see build()
         return data
 
     def matches(self, entity: Subscription, query: Any) -> bool:

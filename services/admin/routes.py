@@ -24,9 +24,9 @@ from shared.problems import PROBLEM_JSON, problem_response
 
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
-from .models import PublishedOut, PublishEventIn, WriteQuery
+from .models import PublishedOut, PublishEventIn, SubscriptionOut, WriteQuery
 from .problems import Problem
-from .resources import RESOURCES, Resource
+from .resources import RESOURCES, Resource, SubscriptionResource
 
 log = logging.getLogger("hookline.admin")
 
@@ -219,7 +219,38 @@ def operations(ctx: AdminContext) -> list[Operation]:
     for factory in RESOURCES:
         ops += entity_operations(factory(ctx))
     deliveries = DeliveryHandlers(ctx)
+    subscriptions = SubscriptionResource(ctx)
     ops += [
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/pause",
+            subscriptions.pause,
+            "pause_subscription",
+            "Pause a subscription: its deliveries wait, none is lost (within retention)",
+            "subscriptions",
+            {
+                200: Answer(
+                    "Paused, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
+                )
+            },
+            if_match=True,
+            errors=(503,),
+        ),
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/resume",
+            subscriptions.resume,
+            "resume_subscription",
+            "Resume a paused subscription: what waited goes out",
+            "subscriptions",
+            {
+                200: Answer(
+                    "Resumed, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
+                )
+            },
+            if_match=True,
+            errors=(503,),
+        ),
         Operation(
             "POST",
             "/v1/events",

@@ -27,6 +27,7 @@ import httpx
 
 from services.delivery._codec import Due
 from services.delivery._isolation import CircuitBreakers, Lanes
+from services.delivery._notices import host_of
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
 from services.delivery._tls import ClientCertificates
@@ -101,7 +102,10 @@ class Attempts:
         try:
             secrets = self._view.secrets(sub, now)
         except SecretError:
-            log.error("subscription secret does not decrypt", extra={"subscription": sub.id})
+            log.error(
+                "subscription secret does not decrypt",
+                extra={"subscription": sub.id, "host": host_of(sub.url)},
+            )
             return HttpOutcome(None, "secret_error", 0.0)
         body = due.body.encode()
         headers = signature_headers(due.message_id, body, secrets, now)
@@ -147,7 +151,7 @@ class Attempts:
         except SecretError as exc:
             log.error(
                 "subscription client certificate does not load",
-                extra={"subscription": sub.id, "error": str(exc)},
+                extra={"subscription": sub.id, "host": host_of(sub.url), "error": str(exc)},
             )
             return None
         return self._sender.client_for(key, context)

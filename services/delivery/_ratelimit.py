@@ -123,8 +123,8 @@ class RateLimits:
         deliveries held back before it (``held``: it is one of those, back for its turn)."""
         now = self._clock()
         bucket = self._bucket(subscription_id, limit, now)
-        if not held and bucket.behind > now:
-            return None
+        if math.isinf(bucket.interval) or (not held and bucket.behind > now):
+            return None  # no share here (yet), or deliveries held back are before it
         at = max(now, bucket.tat - bucket.tolerance)
         if at <= now and not queued:
             bucket.tat = max(bucket.tat, now) + bucket.interval

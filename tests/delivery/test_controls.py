@@ -5,17 +5,20 @@ operational events an operations subscription hears."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
 import standardwebhooks
 
 from services.delivery import DeliveryService
 from shared.cloudevents import decode
 from shared.crypto import generate_subscription_secret
 from shared.entities import RateLimit
+from shared.logging import JsonFormatter
 from shared.messages import DeliveryAttempted
 from shared.settings import Settings
 from shared.topics import Topics
@@ -139,8 +142,9 @@ async def test_a_subscription_s_own_timeout_and_schedule_are_the_ones_it_is_sent
 
 
 async def test_an_operations_subscription_hears_a_failing_subscription_disabled_and_exhausted(
-    settings: Settings, topics: Topics, run_service: Any
+    settings: Settings, topics: Topics, run_service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     secret = generate_subscription_secret()
     async with Receiver() as receiver:
         receiver.script("/gone/with", [410] * 5)
@@ -176,6 +180,15 @@ async def test_an_operations_subscription_hears_a_failing_subscription_disabled_
     )
     exhausted = told["delivery.exhausted"].event["data"]
     assert exhausted["subscription_id"] == "down" and exhausted["attempts"] == 4
+    # The service's log lines name the disabled subscription by id and host, never its URL
+    # (httpx's own request lines are quieted by the entry point: main.quiet_client_logs).
+    lines = [
+        JsonFormatter("delivery").format(r)
+        for r in caplog.records
+        if r.name.startswith(("services.delivery", "hookline", "shared"))
+    ]
+    assert any('"subscription":"gone"' in line and '"host":"127.0.0.1"' in line for line in lines)
+    assert not any("token=hidden" in line or "/gone/with" in line for line in lines)
     # "*" is for lifecycle events; a subscription never hears of itself.
     assert [r.event["type"] for r in receiver.on("/everything")] == ["workflow.completed"]
     assert all(r.event["type"] == "workflow.completed" for r in receiver.on("/gone/with"))
