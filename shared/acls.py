@@ -16,7 +16,8 @@ What each service does, read from its code:
   ``dlq`` in transactions ``<P>engine-<replica>``; both read ``config``.
 - delivery: reads ``workflow-events`` and the retry tiers in groups ``<P>delivery``
   and ``<P>delivery.<n>``; writes ``delivery-attempts``, the retry tiers, ``dlq``,
-  and ``config`` (the event that disables a failing subscription).
+  ``config`` (the event that disables a failing subscription) and ``workflow-events``
+  (its operational events); reads and writes ``delivery-holds``.
 - admin: reads and writes ``config``; reads ``delivery-attempts``, ``inbound``,
   ``workflow-events`` and ``dlq`` into its operations view; writes ``inbound``
   (replays), ``workflow-events`` (the publish-event API), the retry tiers (redelivery,
@@ -95,7 +96,8 @@ def grants(service: str, prefix: str) -> list[Grant]:
             transactions("engine-"),
         ],
         "delivery": [
-            topic("workflow-events", "Read"),
+            topic("workflow-events", "Read", "Write"),
+            topic("delivery-holds", "Read", "Write"),
             topic("delivery-retry.", "Read", "Write", pattern="prefixed"),
             topic("delivery-attempts", "Write"),
             topic("dlq", "Write"),

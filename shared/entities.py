@@ -38,6 +38,21 @@ class RateLimit(BaseModel):
     burst: int = Field(default=0, ge=0, description="0 means per_second rounded up")
 
 
+class ClientCertificate(BaseModel):
+    """A subscription's client certificate for mutual TLS: the PEM chain as given, its key
+    encrypted like the secrets (never shown again), and what may be shown of it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    certificate: str = Field(description="PEM: the certificate, then any intermediates")
+    key: StoredSecret = Field(description="the private key (PEM), encrypted")
+    fingerprint: str = Field(description="SHA-256 of the certificate (DER), hex")
+    subject: str
+    not_after: datetime
+
+
+Ordering = Literal["none", "run"]
+
+
 class Binding(BaseModel):
     """Which workflow an inbound webhook starts, for which events."""
 
@@ -110,6 +125,22 @@ class Subscription(Entity):
         "never written (hookline rekey seals them)",
     )
     rate_limit: RateLimit | None = None
+    # Delivery controls (docs/delivery.md "Per-subscription controls"); each left at its
+    # default costs a delivery nothing beyond reading it.
+    retry_schedule: list[float] | None = Field(
+        default=None, description="seconds between attempts; the service's schedule when null"
+    )
+    timeout: float | None = Field(
+        default=None, description="request timeout in seconds; the service's when null"
+    )
+    paused: bool = False
+    ordering: Ordering = "none"
+    client_certificate: ClientCertificate | None = None
+
+    @property
+    def client_key_entity(self) -> str:
+        """The associated data of the client key's ciphertext (apart from the secrets')."""
+        return f"{self.key}#client_certificate"
 
     def header_key(self, name: str) -> str:
         """The associated data of a sealed header value: a value moved to another header

@@ -240,6 +240,82 @@ class DeliveryAttempted(Message):
     body: str | None = Field(default=None, description="kept so a redelivery can resend it")
 
 
+HoldReason = Literal["paused", "ordered", "rate_limited"]
+
+
+class DeliveryHeld(Message):
+    """A delivery the delivery service keeps waiting, on ``delivery-holds``.
+
+    Keyed ``<subscription_id>/<offset>`` on the partition of its source record (one owner
+    writes it: the replica reading that partition of ``workflow-events``); a tombstone
+    when it went out. No body: the event is read again from its source record.
+    """
+
+    ce_type: ClassVar[str] = "hookline.delivery.held"
+
+    subscription_id: str
+    source: SourceRecord
+    run_id: str | None = None
+    attempt: int = Field(ge=1, description="the number of the attempt it waits for")
+    first_attempted_at: datetime
+    due_at: datetime | None = Field(
+        default=None, description="when it goes; null: when its turn comes or it is resumed"
+    )
+    reason: HoldReason
+
+
+# -- operational events ----------------------------------------------------------------------
+
+
+class OperationalEvent(Message):
+    """What hookline tells about its own deliveries, so an operations channel hears of a
+    failing receiver. On ``workflow-events``, keyed by the subscription it is about;
+    subscribed to by naming the type (``*`` does not match it). The receiver is named by
+    its host: a URL's path may hold a token."""
+
+    subscription_id: str
+    host: str | None = Field(default=None, description="the receiver's host, never its URL")
+    occurred_at: datetime
+
+
+class SubscriptionDisabled(OperationalEvent):
+    ce_type: ClassVar[str] = "subscription.disabled"
+    reason: str
+    version: int = Field(description="the subscription's version that disabled it")
+
+
+class DeliveryExhausted(OperationalEvent):
+    ce_type: ClassVar[str] = "delivery.exhausted"
+    delivery_id: str
+    message_id: str
+    event_type: str
+    workflow_id: str | None = None
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    first_attempted_at: datetime
+    left_out: int = Field(
+        default=0,
+        description="deliveries of this subscription exhausted since the previous notice "
+        "without one of their own (at most one notice a minute per subscription)",
+    )
+
+
+class SubscriptionRecovered(OperationalEvent):
+    ce_type: ClassVar[str] = "subscription.recovered"
+    failing_since: datetime
+
+
+OPERATIONAL_EVENTS: tuple[type[OperationalEvent], ...] = (
+    SubscriptionDisabled,
+    DeliveryExhausted,
+    SubscriptionRecovered,
+)
+OPERATIONAL_EVENT_TYPES: tuple[str, ...] = tuple(m.ce_type for m in OPERATIONAL_EVENTS)
+DeliverableEvent = LifecycleEvent | OperationalEvent
+DELIVERABLE_EVENTS: tuple[type[Message], ...] = (*LIFECYCLE_EVENTS, *OPERATIONAL_EVENTS)
+
+
 # -- operations ----------------------------------------------------------------------------
 
 OperationKind = Literal["replay", "recovery", "dead_letter_retry"]
@@ -290,5 +366,7 @@ TOPIC_MESSAGES: tuple[type[Message], ...] = (
     *LIFECYCLE_EVENTS,
     DeliveryDue,
     DeliveryAttempted,
+    DeliveryHeld,
+    *OPERATIONAL_EVENTS,
     OperationState,
 )

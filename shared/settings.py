@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -152,6 +153,25 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a delivery partition may hold a record unsettled and stay ready",
     )
+    # Per-subscription delivery controls: the bounds a subscription's own retry schedule
+    # and timeout are held to (its gaps to the longest gap of ``retry_schedule``, the
+    # longest tier; docs/delivery.md "Per-subscription controls").
+    max_retry_attempts: int = Field(
+        default=20, ge=1, description="attempts in all a subscription's own schedule may make"
+    )
+    max_request_timeout: float = Field(
+        default=30.0, gt=0, description="the longest request timeout a subscription may set"
+    )
+    # Egress: deliveries through an HTTP CONNECT proxy (receivers allowlist its address);
+    # the destination policy is applied before the CONNECT, on the address it names.
+    egress_proxy: str | None = Field(
+        default=None, description="http://host:port of an HTTP CONNECT proxy for deliveries"
+    )
+    delivery_ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs receivers' certificates are checked against "
+        "(the system's when unset)",
+    )
 
     # Local tooling (``hookline kafka``, ``hookline dev``): the broker's jars and data,
     # the development credentials. Relative to the working directory.
@@ -181,6 +201,27 @@ class Settings(BaseSettings):
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("set both HOOKLINE_TLS_CERTFILE and HOOKLINE_TLS_KEYFILE, or neither")
         return self
+
+    @property
+    def max_retry_gap(self) -> float:
+        """The longest gap a subscription's own schedule may hold: the longest global gap.
+
+        A retry waits on the tier whose gap is the shortest not below its own; a gap past
+        the longest tier's would hold that tier's partitions past their own gap.
+        """
+        return max(self.retry_schedule, default=0.0)
+
+    @field_validator("egress_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError("HOOKLINE_EGRESS_PROXY must be http://host:port")
+        if parts.username or parts.password:
+            raise ValueError("HOOKLINE_EGRESS_PROXY takes no credentials")
+        return value.strip()
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

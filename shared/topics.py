@@ -50,6 +50,7 @@ class Topics:
     dispatcher_runs: str
     operations: str
     audit: str
+    delivery_holds: str
     retry_tiers: tuple[str, ...]
     specs: tuple[TopicSpec, ...] = field(repr=False)
 
@@ -116,6 +117,10 @@ def topic_registry(
         # Who changed what: kept as long as compliance asks, whatever the other topics
         # keep; one partition, so the trail reads in the order it was written.
         spec("audit", "delete", round(audit_retention_days * DAY_MS), parts=1),
+        # Deliveries the delivery service keeps waiting (paused, behind their run's previous
+        # event, held back by a rate limit): the live ones per key, one partition per
+        # workflow-events partition, written by whoever reads that partition.
+        spec("delivery-holds", "compact", None, extra=compact_fast),
         *tiers,
     )
     return Topics(
@@ -129,6 +134,7 @@ def topic_registry(
         dispatcher_runs=prefix + "dispatcher-runs",
         operations=prefix + "operations",
         audit=prefix + "audit",
+        delivery_holds=prefix + "delivery-holds",
         retry_tiers=tuple(t.name for t in tiers),
         specs=specs,
     )

@@ -12,9 +12,17 @@ from typing import Any
 
 from aiokafka.structs import RecordMetadata
 
+from shared.certificates import check_identity
 from shared.cloudevents import encode
 from shared.crypto import SecretBox, mask
-from shared.entities import Entity, StoredSecret, Subscription, Webhook, Workflow
+from shared.entities import (
+    ClientCertificate,
+    Entity,
+    StoredSecret,
+    Subscription,
+    Webhook,
+    Workflow,
+)
 from shared.kafka import create_producer
 from testkit import TEST_SECRET_KEY
 
@@ -71,6 +79,23 @@ def subscription(
         updated_at=now,
         secrets=stored_secrets("subscription", subscription_id, list(secrets)),
         **fields,
+    )
+
+
+def client_certificate(subscription_id: str, certificate: str, key: str) -> ClientCertificate:
+    """A subscription's client certificate as the admin API stores it (key encrypted)."""
+    facts = check_identity(certificate, key)
+    entity_key = f"subscription/{subscription_id}#client_certificate"
+    return ClientCertificate(
+        certificate=certificate,
+        key=StoredSecret(
+            ciphertext=BOX.encrypt(key, entity_key=entity_key),
+            hint="…",
+            created_at=datetime.now(UTC),
+        ),
+        fingerprint=facts.fingerprint,
+        subject=facts.subject,
+        not_after=facts.not_after,
     )
 
 

@@ -31,10 +31,11 @@ from pydantic import (
 )
 
 from shared.destinations import DestinationPolicy
-from shared.entities import Node, Provider, RateLimit, event_pattern_matches
+from shared.entities import Node, Ordering, Provider, RateLimit, event_pattern_matches
 from shared.errors import DestinationRefused
 from shared.messages import (
     LIFECYCLE_EVENT_TYPES,
+    OPERATIONAL_EVENT_TYPES,
     ErrorOccurred,
     LifecycleEvent,
     NodeCompleted,
@@ -44,6 +45,17 @@ from shared.messages import (
     WorkflowStarted,
 )
 from shared.settings import Settings
+
+from .controls import (
+    ClientCertificateIn,
+    ClientCertificateOut,
+    Gap,
+    check_schedule,
+    check_timeout,
+)
+
+# Operational events are named to be had: "*" is for lifecycle events (the intake's rule).
+DELIVERABLE_TYPES = (*LIFECYCLE_EVENT_TYPES, *OPERATIONAL_EVENT_TYPES)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -256,7 +268,38 @@ class SubscriptionIn(Strict):
         Annotated[str, StringConstraints(min_length=1, max_length=100)],
         Annotated[str, StringConstraints(max_length=4096)],
     ] = Field(default_factory=dict, max_length=50, description="sent with every delivery")
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        description="at most per_second requests a second from all replicas together "
+        "(docs/delivery.md)",
+    )
+    retry_schedule: list[Gap] | None = Field(
+        default=None,
+        max_length=100,
+        description="seconds between attempts, within the service's bounds; its own when null",
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="request timeout in seconds; the service's when null"
+    )
+    paused: bool = Field(default=False, description="deliveries wait (they are not lost)")
+    ordering: Ordering = Field(
+        default="none",
+        description='"run": a run\'s next event goes once the one before it was delivered '
+        "or given up",
+    )
+    client_certificate: ClientCertificateIn | None = Field(
+        default=None, description="presented to the receiver (mutual TLS)"
+    )
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        return check_schedule(value, _settings(info))
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return check_timeout(value, _settings(info))
 
     @field_validator("url")
     @classmethod
@@ -283,9 +326,9 @@ class SubscriptionIn(Strict):
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            if not any(event_pattern_matches(pattern, t) for t in LIFECYCLE_EVENT_TYPES):
-                known = ", ".join(LIFECYCLE_EVENT_TYPES)
-                raise ValueError(f"{pattern!r} matches no lifecycle event type ({known})")
+            if not any(event_pattern_matches(pattern, t) for t in DELIVERABLE_TYPES):
+                known = ", ".join(DELIVERABLE_TYPES)
+                raise ValueError(f"{pattern!r} matches no event type ({known})")
         return list(dict.fromkeys(value))
 
     @field_validator("headers")
@@ -318,6 +361,13 @@ class SubscriptionOut(EntityOut, SecretResult):
     )
     headers: dict[str, str]
     rate_limit: RateLimit | None = None
+    retry_schedule: list[float] | None = None
+    timeout: float | None = None
+    paused: bool = False
+    ordering: Ordering = "none"
+    client_certificate: ClientCertificateOut | None = Field(
+        default=None, description="the certificate shown; its key never"
+    )
 
 
 class SubscriptionList(BaseModel):

@@ -39,6 +39,7 @@ from shared.entities import (
 from shared.errors import AlreadyExists, SecretError
 
 from .context import AdminContext
+from .controls import SubscriptionControls
 from .headers import masked, sealed_headers
 from .models import (
     ID_RE,
@@ -130,6 +131,11 @@ class Resource(Generic[E]):
     def new_secret(self, entity: E) -> str | None:
         """A generated secret when the entity needs one and has none active, else ``None``."""
         return None
+
+    def patch_base(self, current: E, fields: set[str]) -> dict[str, Any]:
+        """``current``'s writable fields as a body would give them (what a patch merges into)."""
+        data: dict[str, Any] = current.model_dump(mode="json", include=fields)
+        return data
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -326,16 +332,11 @@ class Resource(Generic[E]):
         fields = set(self.in_model.model_fields) - {"secret"}
 
         def patched(current: E) -> BaseModel:
-            base = self.editable(current, fields)
+            base = self.patch_base(current, fields)
             merged = {**merge_patch(base, patch), "id": entity_id}
             return parse(self.in_model, merged, "body", self.context())
 
         return self.respond(await self.write(request, entity_id, patched, must_exist=True))
-
-    def editable(self, current: E, fields: set[str]) -> dict[str, Any]:
-        """The current state as a body would give it (what a merge patch applies to)."""
-        data: dict[str, Any] = current.model_dump(mode="json", include=fields)
-        return data
 
     async def delete(self, request: Request) -> Response:
         entity_id = self.require(request.path_params["id"]).id
@@ -415,7 +416,7 @@ class WebhookResource(Resource[Webhook]):
         return _secrets.token_urlsafe(32)
 
 
-class SubscriptionResource(Resource[Subscription]):
+class SubscriptionResource(SubscriptionControls, Resource[Subscription]):
     kind = Subscription
     plural = "subscriptions"
     label = "subscription"
@@ -431,6 +432,7 @@ class SubscriptionResource(Resource[Subscription]):
         # Who disabled it and why stays only while it stays disabled.
         keep = current is not None and not body.enabled and not current.enabled
         data["disabled_reason"] = current.disabled_reason if keep and current else None
+        data["client_certificate"] = None  # its stored form needs the id: see build()
         return data
 
     def build(
@@ -445,8 +447,8 @@ class SubscriptionResource(Resource[Subscription]):
         shown = entity.model_copy(update={"headers": masked(entity), "encrypted_headers": {}})
         return super().out(shown, secret)
 
-    def editable(self, current: Subscription, fields: set[str]) -> dict[str, Any]:
-        data = super().editable(current, fields)
+    def patch_base(self, current: Subscription, fields: set[str]) -> dict[str, Any]:
+        data = super().patch_base(current, fields)
         data["headers"] = masked(current)  # a patch without headers keeps them
         return data
 

@@ -27,9 +27,9 @@ from .auth import Action
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
 from .guard import guarded
-from .models import PublishedOut, PublishEventIn, WriteQuery
+from .models import PublishedOut, PublishEventIn, SubscriptionOut, WriteQuery
 from .problems import Problem
-from .resources import RESOURCES, Resource
+from .resources import RESOURCES, Resource, SubscriptionResource
 
 log = logging.getLogger("hookline.admin")
 
@@ -276,7 +276,44 @@ def operations(ctx: AdminContext) -> list[Operation]:
     for factory in RESOURCES:
         ops += entity_operations(factory(ctx))
     deliveries = DeliveryHandlers(ctx)
+    subscriptions = SubscriptionResource(ctx)
     ops += [
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/pause",
+            subscriptions.pause,
+            "pause_subscription",
+            "Pause a subscription: its deliveries wait, none is lost (within retention)",
+            "subscriptions",
+            {
+                200: Answer(
+                    "Paused, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
+                )
+            },
+            if_match=True,
+            errors=(503,),
+            action="operate",
+            resource="subscription",
+            audit_as="subscription.pause",
+        ),
+        Operation(
+            "POST",
+            "/v1/subscriptions/{id}/resume",
+            subscriptions.resume,
+            "resume_subscription",
+            "Resume a paused subscription: what waited goes out",
+            "subscriptions",
+            {
+                200: Answer(
+                    "Resumed, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
+                )
+            },
+            if_match=True,
+            errors=(503,),
+            action="operate",
+            resource="subscription",
+            audit_as="subscription.resume",
+        ),
         Operation(
             "POST",
             "/v1/events",

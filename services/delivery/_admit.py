@@ -3,6 +3,8 @@
 Per due delivery, in order:
 
 1. Its subscription deleted or disabled: a ``skipped`` record, settled.
+   Paused, or rate limited: the controls decide (:mod:`._controls`): held, waiting for
+   its rate's slot, or on (a subscription with neither costs a field check each).
 2. A request slot free at once in its lane (nothing waiting before it): taken now.
    Otherwise it waits for a place in the lane's queue (backpressure: the consumer
    waits with it), or, when the lane is stalled, it is deferred (same attempt, on
@@ -28,16 +30,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.delivery._attempt import Attempts
 from services.delivery._codec import Due
-from services.delivery._commit import PartitionLedger
+from services.delivery._commit import Origin
 from services.delivery._isolation import CircuitBreakers, Lanes
-from services.delivery._record import Recorder
+from services.delivery._record import Recorder, Write
 from services.delivery._settle import Settlement
 from shared.config_view import ConfigView
 from shared.entities import Subscription
+
+if TYPE_CHECKING:
+    from services.delivery._controls import Controls
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +66,51 @@ class Admission:
         self._attempts = attempts
         self._recorder = recorder
         self._settlement = settlement
+        self.controls: Controls | None = None
         # Each delivery task and its coroutine: one cancelled before it started is
         # closed at drain, so it is not reported as never awaited.
         self._tasks: dict[asyncio.Task[None], Coroutine[Any, Any, None]] = {}
 
-    async def admit(self, ledger: PartitionLedger, offset: int, due: Due) -> None:
-        """Start ``due`` (of the record at ``offset``); returns once it holds its place."""
+    async def admit(self, ledger: Origin, offset: int, due: Due, *, rated: bool = False) -> None:
+        """Start ``due`` (of the record at ``offset``); returns once it holds its place.
+        ``rated``: its rate limit has given it its slot already."""
         try:
             sub = self._view.subscription(due.subscription_id)
             if sub is None or not sub.enabled:
-                self._settlement.settle(ledger, offset, due, self._recorder.skipped(due, sub))
+                self.settle(ledger, offset, due, self._recorder.skipped(due, sub))
+            elif sub.paused or (sub.rate_limit is not None and not rated):
+                assert self.controls is not None
+                await self.controls.admit(ledger, offset, due, sub)
             elif self._lanes.try_acquire(sub.id):
                 if self._cleared(ledger, offset, due, sub):
                     self._spawn(self._deliver(ledger, offset, due, sub))
             elif await self._lanes.admit(sub.id):
                 self._spawn(self._queued(ledger, offset, due))
             else:
-                self._settlement.settle(ledger, offset, due, self._recorder.deferred(due))
+                self.settle(ledger, offset, due, self._recorder.deferred(due))
         except Exception as exc:
-            self._settlement.settle(ledger, offset, due, self._settlement.step_failed(due, exc))
+            self.settle(ledger, offset, due, self._settlement.step_failed(due, exc))
 
-    def _cleared(self, ledger: PartitionLedger, offset: int, due: Due, sub: Subscription) -> bool:
+    def subscription(self, subscription_id: str) -> Subscription | None:
+        return self._view.subscription(subscription_id)
+
+    def settle(self, ledger: Origin, offset: int, due: Due, writes: list[Write]) -> None:
+        """Settle through the one settle path; a delivery the hold store answers for
+        takes its entry's tombstone along when this outcome ends its hold."""
+        if due.ticket is not None:
+            writes = due.ticket.closing(writes)
+        self._settlement.settle(ledger, offset, due, writes)
+
+    def _cleared(self, ledger: Origin, offset: int, due: Due, sub: Subscription) -> bool:
         """The slot is in hand: the one place the breaker is asked (it may claim the
         half-open probe). False when the delivery was handed on instead."""
         if self._breakers.allow(sub.id):
             return True
         self._lanes.release(sub.id)
-        self._settlement.settle(ledger, offset, due, self._recorder.circuit_open(due, sub))
+        self.settle(ledger, offset, due, self._recorder.circuit_open(due, sub))
         return False
 
-    async def _queued(self, ledger: PartitionLedger, offset: int, due: Due) -> None:
+    async def _queued(self, ledger: Origin, offset: int, due: Due) -> None:
         """Wait for a request slot, then go on as if it had been free."""
         try:
             if not await self._lanes.acquire(due.subscription_id):
@@ -109,11 +129,9 @@ class Admission:
         finally:
             # Here rather than a done callback: one scheduled callback fewer per delivery.
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        self._settlement.settle(ledger, offset, due, writes)
+        self.settle(ledger, offset, due, writes)
 
-    async def _deliver(
-        self, ledger: PartitionLedger, offset: int, due: Due, sub: Subscription
-    ) -> None:
+    async def _deliver(self, ledger: Origin, offset: int, due: Due, sub: Subscription) -> None:
         """One request and what it writes."""
         try:
             result = await self._attempts.send(due, sub)
@@ -122,7 +140,13 @@ class Admission:
             writes = self._settlement.step_failed(due, exc)
         finally:
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        if due.ticket is not None:  # inlined settle(): the one path every request takes
+            writes = due.ticket.closing(writes)
         self._settlement.settle(ledger, offset, due, writes)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a delivery task (drained and cancelled with the others)."""
+        self._spawn(work)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks[asyncio.create_task(work)] = work

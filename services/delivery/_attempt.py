@@ -23,10 +23,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+import httpx
+
 from services.delivery._codec import Due
 from services.delivery._isolation import CircuitBreakers, Lanes
+from services.delivery._notices import host_of
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
+from services.delivery._tls import ClientCertificates
 from shared.config_view import ConfigView
 from shared.entities import Subscription
 from shared.errors import SecretError
@@ -49,9 +53,11 @@ class Attempts:
         max_in_flight: int,
         stall_after: float,
         abandon_after: float,
+        certificates: ClientCertificates | None = None,
     ) -> None:
         self._view = view
         self._sender = sender
+        self._certificates = certificates
         self._lanes = lanes
         self._breakers = breakers
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -97,7 +103,10 @@ class Attempts:
             secrets = self._view.secrets(sub, now)
             custom = self._view.headers(sub)
         except SecretError:
-            log.error("subscription secret does not decrypt", extra={"subscription": sub.id})
+            log.error(
+                "subscription secret does not decrypt",
+                extra={"subscription": sub.id, "host": host_of(sub.url)},
+            )
             return HttpOutcome(None, "secret_error", 0.0)
         body = due.body.encode()
         headers = signature_headers(due.message_id, body, secrets, now)
@@ -105,15 +114,26 @@ class Attempts:
         if custom:
             # The subscription's own headers, never over the webhook ones.
             headers = {**custom, **headers}
+        timeout = sub.timeout
+        client = None
+        if sub.client_certificate is not None:
+            client = self._client_of(sub)
+            if client is None:
+                return HttpOutcome(None, "client_certificate_error", 0.0)
         started = time.perf_counter()
-        # One deadline scope for the request: the sender's own timeout, which the stall
-        # watchdog may also bring forward (it then notes the scope as abandoned).
-        scope = asyncio.timeout(self._sender.request_timeout)
+        # One deadline scope for the request: the sender's own timeout (or the
+        # subscription's), which the stall watchdog may also bring forward (it then notes
+        # the scope as abandoned).
+        scope = asyncio.timeout(timeout or self._sender.request_timeout)
         try:
             async with scope:
                 self._lanes.sending(sub.id, scope)
                 try:
-                    return await self._sender.send(sub.url, headers, body, scope)
+                    if timeout is None and client is None:
+                        return await self._sender.send(sub.url, headers, body, scope)
+                    return await self._sender.send(
+                        sub.url, headers, body, scope, timeout=timeout, client=client
+                    )
                 finally:
                     self._lanes.sent(sub.id, scope)
         except TimeoutError:
@@ -121,3 +141,18 @@ class Attempts:
             return HttpOutcome(None, error, (time.perf_counter() - started) * 1000)
         finally:
             self._abandoned.discard(scope)
+
+    def _client_of(self, sub: Subscription) -> httpx.AsyncClient | None:
+        """The client presenting ``sub``'s certificate; None (logged) when it cannot."""
+        key = ClientCertificates.key_of(sub)
+        if self._certificates is None or key is None:
+            return None
+        try:
+            context = self._certificates.context(sub)
+        except SecretError as exc:
+            log.error(
+                "subscription client certificate does not load",
+                extra={"subscription": sub.id, "host": host_of(sub.url), "error": str(exc)},
+            )
+            return None
+        return self._sender.client_for(key, context)

@@ -15,12 +15,15 @@ import itertools
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shared.cloudevents import CONTENT_TYPE, SPEC_VERSION, KafkaRecord
 from shared.messages import DeliveryAttempted, DeliveryDue, DeliveryOutcome, SourceRecord
+
+if TYPE_CHECKING:
+    from services.delivery._holds import Ticket
 
 SOURCE = "/hookline/delivery"
 _SOURCE_BYTES = SOURCE.encode()
@@ -46,6 +49,9 @@ class Due:
     attempt: int
     due_at: datetime
     first_attempted_at: datetime
+    # Set on a delivery the hold store answers for (ordered, or held and let go): where it
+    # waits when it must wait again, and what its outcome releases. None on the plain path.
+    ticket: Ticket | None = None
 
     @classmethod
     def from_message(cls, due: DeliveryDue) -> Due:
@@ -80,6 +86,13 @@ class Due:
 
     def later(self, due_at: datetime, *, attempt: int | None = None) -> Due:
         return replace(self, due_at=due_at, attempt=self.attempt if attempt is None else attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedRecord(KafkaRecord):
+    """A record for a partition of its own choosing rather than its key's."""
+
+    partition: int = 0
 
 
 def _about(due: Due) -> dict[str, Any]:

@@ -12,19 +12,36 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from aiokafka import TopicPartition
+
+if TYPE_CHECKING:
+    from services.delivery._holds import HoldPartition
+
+
+class Origin(Protocol):
+    """What a delivery settles through once its outcome is durable: its record's ledger,
+    or a hold-store ticket (which settles the record it came with, if any)."""
+
+    def settle(self, offset: int) -> None: ...
 
 
 class PartitionLedger:
     """Unsettled records of one partition, and the next offset after the last one taken."""
 
-    __slots__ = ("next_offset", "pending", "taken_at")
+    __slots__ = ("holds", "next_offset", "pending", "taken_at")
 
     def __init__(self) -> None:
         self.pending: dict[int, int] = {}
         self.taken_at: dict[int, float] = {}
         self.next_offset: int | None = None
+        # The held deliveries of this partition (the intake's partitions only).
+        self.holds: HoldPartition | None = None
+
+    def restoring(self) -> bool:
+        """Whether this partition's held deliveries are still being read back."""
+        return self.holds is None or not self.holds.ready
 
     def take(self, offset: int, deliveries: int) -> None:
         """Record ``offset`` as taken, with ``deliveries`` still to settle (0: settled now)."""
@@ -90,6 +107,11 @@ class OffsetBook:
         for tp in tps:
             self._ledgers.pop(tp, None)
             self._committed.pop(tp, None)
+
+    @property
+    def owned(self) -> int:
+        """How many partitions are this consumer's now."""
+        return len(self._ledgers)
 
     def ledger(self, tp: TopicPartition) -> PartitionLedger | None:
         return self._ledgers.get(tp)

@@ -62,8 +62,10 @@ class CircuitBreakers:
         state = self._states.get(subscription_id)
         return state is not None and state.opened_at is not None
 
-    def record_success(self, subscription_id: str) -> None:
-        self._states.pop(subscription_id, None)
+    def record_success(self, subscription_id: str) -> bool:
+        """Close it; True when it had been open."""
+        state = self._states.pop(subscription_id, None)
+        return state is not None and state.opened_at is not None
 
     def record_failure(self, subscription_id: str) -> None:
         state = self._states.setdefault(subscription_id, _BreakerState())
@@ -86,8 +88,9 @@ class FailingStreaks:
     def __init__(self) -> None:
         self._since: dict[str, float] = {}
 
-    def record_success(self, subscription_id: str) -> None:
-        self._since.pop(subscription_id, None)
+    def record_success(self, subscription_id: str) -> float | None:
+        """End its streak; when the streak had begun, if it had one."""
+        return self._since.pop(subscription_id, None)
 
     def record_failure(self, subscription_id: str, since: float) -> float:
         """Note a failure whose streak began no later than ``since``; return the streak's start."""

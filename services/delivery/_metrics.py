@@ -21,3 +21,12 @@ LATENCY = Histogram(
 UNSETTLED = Gauge(
     "hookline_delivery_unsettled_records", "Records taken but not yet settled", ["consumer"]
 )
+HELD = Counter(
+    "hookline_delivery_held_total",
+    "Deliveries written to the hold store, by why they wait (paused, ordered, rate_limited)",
+    ["reason"],
+)
+RATE_LIMITED = Counter(
+    "hookline_delivery_rate_limited_total",
+    "Deliveries that waited for their subscription's rate limit (in memory or held back)",
+)

@@ -1,21 +1,30 @@
 """Record: what an attempt's outcome writes, as a list of (topic, record) pairs.
 
 The attempt record on ``delivery-attempts`` and, where the delivery is not finished,
-its hand-off: the next retry tier, the dlq (attempts used up), or a disabled
-subscription on ``config``. Nothing here touches the network or Kafka; the settle
-step makes the writes durable. The outcome of each request also feeds the circuit
-breaker and the failing streak (which the admission step reads).
+its hand-off: the next retry tier (or, for a delivery of an ordered run, its entry in
+the hold store), the dlq (attempts used up), or a disabled subscription on ``config``;
+and the operational events these tell (:mod:`._notices`). Nothing here touches the
+network or Kafka; the settle step makes the writes durable. The outcome of each request
+also feeds the circuit breaker and the failing streak (which the admission step reads).
+
+A subscription with a retry schedule of its own is retried on it: its next attempt
+waits on the tier whose gap is the shortest not below its own gap (the longest tier when
+none is), so it never holds up the deliveries already waiting on that tier; it may wait
+behind them, up to that tier's gap.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from services.delivery._codec import SOURCE, Due, attempt_record, due_record
 from services.delivery._isolation import CircuitBreakers, FailingStreaks
 from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY, SKIPPED_BY_BREAKER
+from services.delivery._notices import Notices, host_of
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import HttpOutcome
 from shared.cloudevents import KafkaRecord, encode
@@ -56,6 +65,8 @@ class Recorder:
         breakers: CircuitBreakers,
         streaks: FailingStreaks,
         disable_after_failing_for: float,
+        notices: Notices | None = None,
+        max_attempts: int = 20,
     ) -> None:
         self._topics = topics
         self._dead_letters = dead_letters
@@ -63,16 +74,45 @@ class Recorder:
         self._breakers = breakers
         self._streaks = streaks
         self._disable_after = disable_after_failing_for
+        self._notices = notices or Notices(topics.workflow_events)
+        self._max_attempts = max_attempts
         self._disabled: set[tuple[str, int]] = set()
         self._outcomes = {o: ATTEMPTS.labels(o) for o in get_args(DeliveryOutcome)}
+        # The tiers by their gap, for schedules of a subscription's own.
+        order = sorted(range(len(policy.schedule)), key=lambda i: policy.schedule[i])
+        self._tier_gaps = [policy.schedule[i] for i in order]
+        self._tier_by_gap = [topics.retry_tiers[min(i, len(topics.retry_tiers) - 1)] for i in order]
+        self._policies: dict[tuple[float, ...], RetryPolicy] = {}
+
+    def policy(self, sub: Subscription) -> RetryPolicy:
+        """``sub``'s own schedule, where it has one (within the service's bounds)."""
+        if sub.retry_schedule is None:
+            return self._policy
+        schedule = tuple(sub.retry_schedule[: self._max_attempts - 1])
+        policy = self._policies.get(schedule)
+        if policy is None:
+            if len(self._policies) >= 1024:
+                self._policies.clear()
+            longest = max(self._policy.schedule, default=0.0)
+            policy = RetryPolicy(
+                [min(max(g, 0.0), longest) for g in schedule], jitter=self._policy.jitter
+            )
+            self._policies[schedule] = policy
+        return policy
 
     def answered(self, due: Due, sub: Subscription, result: HttpOutcome) -> list[Write]:
         """What one request's ``result`` writes."""
         LATENCY.observe(result.latency_ms / 1000)
         if result.succeeded:
-            self._breakers.record_success(sub.id)
-            self._streaks.record_success(sub.id)
-            return [self._attempt(due, "succeeded", result=result, url=sub.url)]
+            was_open = self._breakers.record_success(sub.id)
+            since = self._streaks.record_success(sub.id)
+            written = [self._attempt(due, "succeeded", result=result, url=sub.url)]
+            if was_open or (
+                since is not None and time.time() - since >= self._notices.recovered_after
+            ):
+                now = time.time()
+                written += self._notices.recovered(sub, since if since is not None else now)
+            return written
         if result.status_code == 410:
             return self._disable(due, sub, "the receiver answered 410 Gone", result)
         self._breakers.record_failure(sub.id)
@@ -93,7 +133,12 @@ class Recorder:
         """The lane is stalled: same attempt, later, on its tier; no request was made."""
         DEFERRED.inc()
         now = datetime.now(UTC)
-        return [self._to_tier(due.later(now + timedelta(seconds=self._policy.gap(1))), now)]
+        return self._later(due.later(now + timedelta(seconds=self._policy.gap(1))), now)
+
+    def deferred_until(self, due: Due, when: datetime) -> list[Write]:
+        """Same attempt at ``when``, on the tier for that wait; no request was made."""
+        now = datetime.now(UTC)
+        return self._later(due.later(when), now, gap=(when - now).total_seconds())
 
     def _after_failure(
         self,
@@ -110,20 +155,27 @@ class Recorder:
         if now.timestamp() - streak_start >= self._disable_after:
             since = datetime.fromtimestamp(streak_start, UTC).isoformat()
             return self._disable(due, sub, f"failing continuously since {since}", result, error)
-        if self._policy.exhausted(due.attempt):
+        policy = self._policy if sub.retry_schedule is None else self.policy(sub)
+        if policy.exhausted(due.attempt):
             reason = f"delivery exhausted after {due.attempt} attempts"
+            status = result.status_code if result is not None else None
             return [
                 dead_letter(self._dead_letters, due, reason, "delivery_exhausted"),
                 self._attempt(due, "exhausted", result=result, error=error, url=sub.url),
+                *self._notices.exhausted(due, sub, status, (result and result.error) or error),
             ]
         retry_after = result.retry_after if result is not None else None
-        next_at = self._policy.next_due(due.attempt, now, retry_after)
+        next_at = policy.next_due(due.attempt, now, retry_after)
         following = due.later(next_at, attempt=due.attempt + 1)
+        if policy is self._policy:
+            later = self._later(following, now)
+        else:
+            later = self._later(following, now, gap=policy.gap(due.attempt))
         if outcome == "skipped":
             SKIPPED_BY_BREAKER.inc()
-            return [self._to_tier(following, now)]
+            return later
         return [
-            self._to_tier(following, now),
+            *later,
             self._attempt(
                 due, outcome, result=result, error=error, url=sub.url, next_attempt_at=next_at
             ),
@@ -151,14 +203,31 @@ class Recorder:
                     "updated_at": now,
                 }
             )
-            log.warning("subscription disabled", extra={"subscription": sub.id, "reason": reason})
+            log.warning(
+                "subscription disabled",
+                extra={"subscription": sub.id, "host": host_of(sub.url), "reason": reason},
+            )
             writes.append((self._topics.config, encode(disabled, key=disabled.key, source=SOURCE)))
+            writes += self._notices.disabled(sub, reason, disabled.version)
         note = error or reason
         writes.append(self._attempt(due, "disabled", result=result, error=note, url=sub.url))
         return writes
 
-    def _to_tier(self, due: Due, now: datetime) -> Write:
-        return self._topics.retry_tier(due.attempt), due_record(due, now)
+    def _later(self, due: Due, now: datetime, gap: float | None = None) -> list[Write]:
+        """Where ``due`` waits: its ordered run's entry in the hold store, or a retry tier
+        (by its attempt, or by ``gap`` for a wait of a schedule other than the service's)."""
+        ticket = due.ticket
+        if ticket is not None and ticket.chain is not None:
+            return ticket.hold_again(due, "ordered", due.due_at)
+        topic = self._topics.retry_tier(due.attempt) if gap is None else self._tier_for(gap)
+        return [(topic, due_record(due, now))]
+
+    def _tier_for(self, gap: float) -> str:
+        """The tier whose gap is the shortest not below ``gap`` (the longest when none is)."""
+        gaps = self._tier_gaps
+        if not gaps:
+            return self._topics.retry_tiers[0]
+        return self._tier_by_gap[min(bisect.bisect_left(gaps, gap), len(gaps) - 1)]
 
     def _attempt(
         self,

@@ -1,16 +1,25 @@
-"""The one long-lived HTTP client that sends every attempt.
+"""The long-lived HTTP clients that send every attempt.
+
+One client sends for every subscription; a subscription with a client certificate
+gets a client of its own (its TLS context holds the certificate; at most
+``keep_clients`` of them, the least recently used closed first). All go through the
+guarded transport, and through the egress proxy when there is one.
 
 Lifecycle: ``async with Sender(...)`` opens the client (explicit pool limits and
 timeouts, no redirects, no environment proxies); :meth:`Sender.send` never raises
 for anything the network or the receiver does: it returns an :class:`HttpOutcome`
-with a status code or an error class; leaving the block closes the pool.
+with a status code or an error class; leaving the block closes the pools.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -20,6 +29,7 @@ import httpx
 from services.delivery._guard import DestinationGuard, DestinationRefused
 from services.delivery._schedule import parse_retry_after
 from services.delivery._signing import USER_AGENT
+from services.delivery._tls import receiver_context
 from services.delivery._transport import TransportKind, guarded_transport
 from shared._httpx_internals import without_cookie_jar
 
@@ -52,29 +62,70 @@ class Sender:
         connect_timeout: float = 3.0,
         request_timeout: float = 10.0,
         transport: TransportKind = "httpx",
+        proxy: str | None = None,
+        ca_file: Path | None = None,
+        per_client_connections: int = 16,
+        keep_clients: int = 256,
     ) -> None:
         self._guard = guard
         self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._kind: TransportKind = transport
+        self._proxy = proxy
+        self._ca_file = ca_file
+        self._per_client = per_client_connections
+        self._keep_clients = keep_clients
         limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         )
+        context = receiver_context(ca_file) if ca_file is not None else None
+        self._client = self._new_client(limits, context)
+        # Clients of the subscriptions with a client certificate, by that certificate.
+        self._own: OrderedDict[tuple[str, str, str], httpx.AsyncClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        # Per subscription URL: the parsed httpx URL and the (host, port) to check, once.
+        self._targets: dict[str, tuple[httpx.URL, str, int]] = {}
+
+    def _new_client(
+        self, limits: httpx.Limits, context: ssl.SSLContext | None
+    ) -> httpx.AsyncClient:
+        transport = guarded_transport(
+            self._guard, limits, self._kind, ssl_context=context, proxy=self._proxy
+        )
         # No cookie jar: one receiver's cookies are nobody's business, and extracting
         # them cost a visible share of each request (see shared._httpx_internals).
-        self._client = without_cookie_jar(
+        return without_cookie_jar(
             httpx.AsyncClient(
-                transport=guarded_transport(guard, limits, transport),
+                transport=transport,
                 timeout=httpx.Timeout(
-                    request_timeout, connect=connect_timeout, pool=request_timeout
+                    self._request_timeout, connect=self._connect_timeout, pool=self._request_timeout
                 ),
                 follow_redirects=False,
                 trust_env=False,
                 headers={"user-agent": USER_AGENT},
             )
         )
-        # Per subscription URL: the parsed httpx URL and the (host, port) to check, once.
-        self._targets: dict[str, tuple[httpx.URL, str, int]] = {}
+
+    def client_for(self, key: tuple[str, str, str], context: ssl.SSLContext) -> httpx.AsyncClient:
+        """The client that presents the certificate ``context`` holds (``key`` names it)."""
+        client = self._own.get(key)
+        if client is not None:
+            self._own.move_to_end(key)
+            return client
+        limits = httpx.Limits(
+            max_connections=self._per_client,
+            max_keepalive_connections=self._per_client,
+            keepalive_expiry=30.0,
+        )
+        client = self._own[key] = self._new_client(limits, context)
+        while len(self._own) > self._keep_clients:
+            _, old = self._own.popitem(last=False)
+            task = asyncio.create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return client
 
     @property
     def request_timeout(self) -> float:
@@ -87,6 +138,11 @@ class Sender:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for client in self._own.values():
+            await client.aclose()
+        self._own.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         await self._client.__aexit__(et, e, tb)
 
     def _target(self, url: str) -> tuple[httpx.URL, str, int]:
@@ -108,11 +164,15 @@ class Sender:
         headers: dict[str, str],
         body: bytes,
         scope: asyncio.Timeout | None = None,
+        *,
+        timeout: float | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> HttpOutcome:
         """POST ``body``; with ``scope`` the caller owns the deadline (it must be armed).
 
         A ``scope`` that expires raises :class:`TimeoutError` out of the caller's block
         rather than returning an outcome, so the caller can tell whose deadline it was.
+        ``timeout``: a subscription's own request timeout; ``client``: its own client.
         """
         started = time.perf_counter()
         try:
@@ -120,10 +180,16 @@ class Sender:
             # Some transports skip resolution for IP literals; check them here as well.
             await self._guard.connect_addresses(host, port)
             if scope is None:
-                async with asyncio.timeout(self._request_timeout):
-                    status, excerpt, retry_after = await self._post(target, headers, body)
-            else:
+                async with asyncio.timeout(timeout or self._request_timeout):
+                    status, excerpt, retry_after = await self._post(
+                        target, headers, body, timeout, client
+                    )
+            elif timeout is None and client is None:
                 status, excerpt, retry_after = await self._post(target, headers, body)
+            else:
+                status, excerpt, retry_after = await self._post(
+                    target, headers, body, timeout, client
+                )
         except DestinationRefused as exc:
             return self._failed(started, f"destination_refused: {exc.reason}")
         except (TimeoutError, httpx.TimeoutException):
@@ -140,12 +206,36 @@ class Sender:
             retry_after=retry_after,
         )
 
+    def _stream(
+        self,
+        url: httpx.URL,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: float | None,
+        client: httpx.AsyncClient | None,
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        sender = client or self._client
+        if timeout is None:
+            return sender.stream("POST", url, content=body, headers=headers)
+        limit = httpx.Timeout(timeout, connect=min(self._connect_timeout, timeout), pool=timeout)
+        return sender.stream("POST", url, content=body, headers=headers, timeout=limit)
+
     async def _post(
-        self, url: httpx.URL, headers: dict[str, str], body: bytes
+        self,
+        url: httpx.URL,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: float | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> tuple[int, bytearray, float | None]:
         resp: httpx.Response | None = None
+        opened: AbstractAsyncContextManager[httpx.Response]
+        if timeout is None and client is None:
+            opened = self._client.stream("POST", url, content=body, headers=headers)
+        else:
+            opened = self._stream(url, headers, body, timeout, client)
         try:
-            async with self._client.stream("POST", url, content=body, headers=headers) as resp:
+            async with opened as resp:
                 excerpt = bytearray()
                 async for chunk in resp.aiter_bytes():
                     excerpt += chunk

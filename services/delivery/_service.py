@@ -25,15 +25,20 @@ from typing import Self
 
 from services.delivery._admit import Admission
 from services.delivery._attempt import Attempts
+from services.delivery._controls import Controls
 from services.delivery._guard import DestinationGuard, Resolver
+from services.delivery._holdbook import HoldBook
 from services.delivery._intake import EventIntake
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
+from services.delivery._notices import Notices
+from services.delivery._ratelimit import RateLimits, Shares
 from services.delivery._record import Recorder
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import Sender
 from services.delivery._settle import Settlement
 from services.delivery._source import RecordSource
 from services.delivery._tiers import RetryTier
+from services.delivery._tls import ClientCertificates
 from services.delivery._transport import TransportKind
 from services.delivery._writer import RecordWriter
 from shared.config_view import ConfigView
@@ -77,6 +82,8 @@ class DeliveryService:
         self._settlement: Settlement | None = None
         self.loops: list[RecordSource] = []
         self.view: ConfigView | None = None
+        self.shares: Shares | None = None
+        self._holds: HoldBook | None = None
         self._shut = False
 
     async def __aenter__(self) -> Self:
@@ -110,6 +117,9 @@ class DeliveryService:
                     connect_timeout=s.connect_timeout,
                     request_timeout=s.request_timeout,
                     transport=self._transport,
+                    proxy=s.egress_proxy,
+                    ca_file=s.delivery_ca_file,
+                    per_client_connections=s.max_in_flight_per_subscription,
                 )
             )
             breakers = CircuitBreakers(s.breaker_failure_threshold, s.breaker_cooldown)
@@ -123,23 +133,51 @@ class DeliveryService:
                     max_in_flight=s.max_in_flight,
                     stall_after=self._stall_after,
                     abandon_after=self._abandon_after,
+                    certificates=ClientCertificates(box, s.delivery_ca_file),
                 )
             )
             self._settlement = settlement = Settlement(writer, dead_letters)
+            policy = RetryPolicy(s.retry_schedule, jitter=s.retry_jitter)
+            recorder = Recorder(
+                topics=self.topics,
+                dead_letters=dead_letters,
+                policy=policy,
+                breakers=breakers,
+                streaks=FailingStreaks(),
+                disable_after_failing_for=s.disable_after_failing_for,
+                notices=Notices(self.topics.workflow_events),
+                max_attempts=s.max_retry_attempts,
+            )
             self._admission = admission = Admission(
                 view=view,
                 lanes=lanes,
                 breakers=breakers,
                 attempts=attempts,
-                recorder=Recorder(
-                    topics=self.topics,
-                    dead_letters=dead_letters,
-                    policy=RetryPolicy(s.retry_schedule, jitter=s.retry_jitter),
-                    breakers=breakers,
-                    streaks=FailingStreaks(),
-                    disable_after_failing_for=s.disable_after_failing_for,
-                ),
+                recorder=recorder,
                 settlement=settlement,
+            )
+            holds = await self._stack.enter_async_context(
+                HoldBook(
+                    s.kafka_bootstrap_servers,
+                    events_topic=self.topics.workflow_events,
+                    holds_topic=self.topics.delivery_holds,
+                    holds_partitions=await writer.partition_count(self.topics.delivery_holds),
+                    view=view,
+                    settlement=settlement,
+                )
+            )
+            holds.bind(admission)
+            self._holds = holds
+            sources = [self.topics.workflow_events, *self.topics.retry_tiers]
+            self.shares = shares = Shares(
+                {topic: await writer.partition_count(topic) for topic in sources}
+            )
+            Controls(
+                admission=admission,
+                limits=RateLimits(shares),
+                recorder=recorder,
+                settlement=settlement,
+                first_gap=policy.gap(1),
             )
             group = f"{s.topic_prefix}delivery"
             self.loops = [
@@ -151,6 +189,8 @@ class DeliveryService:
                     view=view,
                     admission=admission,
                     dead_letters=dead_letters,
+                    holds=holds,
+                    on_assignment=shares.owned,
                 ),
                 *(
                     RetryTier(
@@ -160,6 +200,7 @@ class DeliveryService:
                         max_unsettled=s.max_unsettled_per_partition,
                         admission=admission,
                         dead_letters=dead_letters,
+                        on_assignment=shares.owned,
                     )
                     for tier in self.topics.retry_tiers
                 ),
@@ -185,6 +226,8 @@ class DeliveryService:
         self._shut = True
         grace = self.settings.shutdown_grace if grace is None else grace
         await asyncio.gather(*(loop.stop() for loop in self.loops))
+        if self._holds is not None:
+            self._holds.stop()
         # Deliveries first (they queue writes as they end), then the writes; within 80 %
         # of the grace, the rest kept for the commits and closing that follow.
         deadline = time.monotonic() + grace * 0.8
@@ -217,6 +260,10 @@ class DeliveryService:
         if overdue:
             return Verdict(False, f"{'; '.join(overdue)} (max {max_age:g} s)")
         return Verdict(True)
+
+    def held(self) -> int:
+        """Deliveries held in the hold store of the partitions this replica reads."""
+        return 0 if self._holds is None else self._holds.held()
 
     async def wait_joined(self, timeout: float = 30.0) -> None:
         """Wait until every loop has been assigned its partitions (tests, benchmarks)."""

@@ -32,7 +32,7 @@ import time
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from services.delivery._codec import Due
-from services.delivery._commit import PartitionLedger
+from services.delivery._commit import Origin
 from services.delivery._record import Write, dead_letter
 from services.delivery._writer import RecordWriter
 from shared.deadletter import DeadLetters
@@ -58,7 +58,7 @@ class _Acks:
     def __init__(
         self,
         settlement: Settlement,
-        ledger: PartitionLedger,
+        ledger: Origin,
         offset: int,
         due: Due,
         writes: list[Write],
@@ -119,7 +119,7 @@ class Settlement:
         self._acks: set[Ack] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def settle(self, ledger: PartitionLedger, offset: int, due: Due, writes: list[Write]) -> None:
+    def settle(self, ledger: Origin, offset: int, due: Due, writes: list[Write]) -> None:
         """Settle ``offset`` once ``writes`` are durable (at once when there are none)."""
         if not writes:
             ledger.settle(offset)
@@ -164,7 +164,7 @@ class Settlement:
 
     def spawn(
         self,
-        ledger: PartitionLedger,
+        ledger: Origin,
         offset: int,
         due: Due,
         pending: list[tuple[Write, Ack | None]],
@@ -176,7 +176,7 @@ class Settlement:
 
     async def _durably(
         self,
-        ledger: PartitionLedger,
+        ledger: Origin,
         offset: int,
         due: Due,
         pending: list[tuple[Write, Ack | None]],

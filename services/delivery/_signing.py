@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from shared import __version__
-from shared.messages import LifecycleEvent, SourceRecord
+from shared.messages import DeliverableEvent, SourceRecord
 from shared.standard_webhooks import sign
 
 USER_AGENT = f"hookline/{__version__}"
@@ -42,7 +42,16 @@ def delivery_ids(topic: str, partition: int, offset: int, subscription_id: str) 
     return "dlv_" + digest, "msg_" + digest
 
 
-def render_body(event: LifecycleEvent) -> str:
+def notice_ids(event_id: str, subscription_id: str) -> tuple[str, str]:
+    """``(delivery_id, message_id)`` of an operational event's delivery: from its event id,
+    which names what it tells (``subscription.disabled:<id>:<version>``…), so the same
+    notice written twice (by two replicas) reaches a receiver with one webhook-id."""
+    material = f"notice\x00{event_id}\x00{subscription_id}".encode()
+    digest = hashlib.sha256(material).hexdigest()[:32]
+    return "dlv_" + digest, "msg_" + digest
+
+
+def render_body(event: DeliverableEvent) -> str:
     """The JSON body subscribers receive: ``{type, timestamp, data}``."""
     data: dict[str, Any] = event.model_dump(mode="json", by_alias=True)
     return orjson.dumps(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Self
@@ -47,8 +48,10 @@ class RecordSource(ConsumerHooks):
         dead_letters: DeadLetters,
         commit_interval: float = 1.0,
         max_records: int = 500,
+        on_assignment: Callable[[str, int], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_assignment = on_assignment
         self.topic = topic
         self.admission = admission
         self.dead_letters = dead_letters
@@ -144,9 +147,13 @@ class RecordSource(ConsumerHooks):
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
         self.book.assign(tps)
+        if self._on_assignment is not None:
+            self._on_assignment(self.topic, self.book.owned)
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
         self.book.revoke(tps)
+        if self._on_assignment is not None:
+            self._on_assignment(self.topic, self.book.owned)
 
     def committable(self, tps: set[TopicPartition] | None) -> dict[TopicPartition, int]:
         for tp, count in self.book.unsettled().items():

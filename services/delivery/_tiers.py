@@ -7,6 +7,7 @@ that is not due yet is sought back to and its partition held until its time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
@@ -30,6 +31,7 @@ class RetryTier(RecordSource):
         max_unsettled: int,
         admission: Admission,
         dead_letters: DeadLetters,
+        on_assignment: Callable[[str, int], None] | None = None,
     ) -> None:
         super().__init__(
             bootstrap,
@@ -39,6 +41,7 @@ class RetryTier(RecordSource):
             max_unsettled=max_unsettled,
             admission=admission,
             dead_letters=dead_letters,
+            on_assignment=on_assignment,
         )
 
     async def take(self, tp: TopicPartition, ledger: PartitionLedger, record: Record) -> bool:

@@ -22,6 +22,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaProducer
 
+from services.delivery._codec import PinnedRecord
 from shared._aiokafka_internals import BatchBuilder, key_hash
 from shared.cloudevents import KafkaRecord
 
@@ -72,8 +73,11 @@ class RecordWriter:
             await self._partition_count(topic)
             done = self.write_nowait(topic, record)
             if done is None:  # larger than any batch: alone
+                partition = None
+                if isinstance(record, PinnedRecord):
+                    partition = record.partition % await self._partition_count(topic)
                 return await self._producer.send(  # type: ignore[no-any-return]
-                    topic, record.value, key=record.key, headers=record.headers
+                    topic, record.value, key=record.key, headers=record.headers, partition=partition
                 )
         # Shielded: a cancelled writer must not cancel the batch under the others.
         return asyncio.shield(done)
@@ -85,7 +89,10 @@ class RecordWriter:
         known = self._partitions.get(topic)
         if known is None or time.monotonic() >= known[1]:
             return None
-        slot = (topic, self._partition(record.key, known[0]))
+        if type(record) is PinnedRecord:
+            slot = (topic, record.partition % known[0])
+        else:
+            slot = (topic, self._partition(record.key, known[0]))
         part = self._slots.get(slot)
         if part is None:
             part = self._slots[slot] = _Partition()
@@ -133,6 +140,10 @@ class RecordWriter:
                 self._hashes.clear()
             digest = self._hashes[key] = key_hash(key)
         return digest % count
+
+    async def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has (read again every ``PARTITIONS_TTL`` seconds)."""
+        return await self._partition_count(topic)
 
     async def _partition_count(self, topic: str) -> int:
         known = self._partitions.get(topic)

@@ -64,6 +64,13 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def quiet_client_logs() -> None:
+    """httpx logs every request's whole URL at INFO, and a subscription's URL may hold a
+    token: the delivery service names receivers by host only (its own lines do)."""
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def run(settings: Settings) -> int:
     configure_logging("delivery", settings.log_level, fmt=settings.log_format)
+    quiet_client_logs()
     return run_service(serve(settings))

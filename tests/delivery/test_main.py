@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import logging
 
-from services.delivery.main import GC_YOUNG_THRESHOLD, tuned_process
+from services.delivery.main import GC_YOUNG_THRESHOLD, quiet_client_logs, tuned_process
 from shared.settings import Settings
 from shared.topics import Topics
 from testkit.receivers import Receiver
@@ -26,3 +27,13 @@ def test_tuned_process_freezes_and_raises_the_young_threshold_until_it_is_left()
         assert gc.get_threshold()[1:] == before[1:]
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_the_entry_point_keeps_httpx_s_request_lines_with_whole_urls_out_of_the_log() -> None:
+    httpx_log = logging.getLogger("httpx")
+    before = httpx_log.level
+    try:
+        quiet_client_logs()
+        assert not httpx_log.isEnabledFor(logging.INFO)
+    finally:
+        httpx_log.setLevel(before)
