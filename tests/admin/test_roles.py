@@ -38,6 +38,8 @@ EXPECTED: dict[str, str] = {
     "disable_webhook": "operate",
     "enable_subscription": "operate",
     "disable_subscription": "operate",
+    "pause_subscription": "operate",
+    "resume_subscription": "operate",
     "publish_event": "admin",
     "list_deliveries": "read",
     "get_delivery": "read",
