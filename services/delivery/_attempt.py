@@ -27,9 +27,12 @@ from services.delivery._codec import Due
 from services.delivery._isolation import CircuitBreakers, Lanes
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
+from services.delivery._tracing import traced_attempt
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.entities import Subscription
 from shared.errors import SecretError
+from shared.tracing import propagation
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class Attempts:
         """POST ``due`` to ``sub``; its lane slot (taken by the caller) is released here."""
         try:
             async with self._slots:
+                if tracing.enabled:
+                    return await traced_attempt(self._request, due, sub)
                 return await self._request(due, sub)
         finally:
             self._lanes.release(sub.id)
@@ -104,6 +109,9 @@ class Attempts:
         if sub.headers:
             # The subscription's own headers, never over the webhook ones.
             headers = {**sub.headers, **headers}
+        if tracing.enabled:
+            # The attempt's span (made by traced_attempt): the receiver may join the trace.
+            headers.update(propagation.current_http_headers())
         started = time.perf_counter()
         # One deadline scope for the request: the sender's own timeout, which the stall
         # watchdog may also bring forward (it then notes the scope as abandoned).

@@ -15,12 +15,15 @@ import itertools
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shared.cloudevents import CONTENT_TYPE, SPEC_VERSION, KafkaRecord
 from shared.messages import DeliveryAttempted, DeliveryDue, DeliveryOutcome, SourceRecord
+
+if TYPE_CHECKING:
+    from services.delivery._tracing import DeliveryTrace
 
 SOURCE = "/hookline/delivery"
 _SOURCE_BYTES = SOURCE.encode()
@@ -46,6 +49,8 @@ class Due:
     attempt: int
     due_at: datetime
     first_attempted_at: datetime
+    # With tracing on: the span its attempts are children of, and the attempt before.
+    trace: DeliveryTrace | None = None
 
     @classmethod
     def from_message(cls, due: DeliveryDue) -> Due:
@@ -113,10 +118,11 @@ def due_record(due: Due, now: datetime) -> KafkaRecord:
     value = _about(due)
     value["due_at"] = due.due_at
     value["first_attempted_at"] = due.first_attempted_at
+    headers = _headers(_DUE_TYPE, now)
+    if due.trace is not None:
+        headers.extend(due.trace.headers())
     return KafkaRecord(
-        due.subscription_id.encode(),
-        orjson.dumps(value, option=orjson.OPT_UTC_Z),
-        _headers(_DUE_TYPE, now),
+        due.subscription_id.encode(), orjson.dumps(value, option=orjson.OPT_UTC_Z), headers
     )
 
 

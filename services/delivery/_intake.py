@@ -16,6 +16,8 @@ from services.delivery._codec import Due
 from services.delivery._commit import PartitionLedger
 from services.delivery._signing import delivery_ids, render_body
 from services.delivery._source import RecordSource
+from services.delivery._tracing import intake_trace
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.consumer import Record
 from shared.deadletter import DeadLetters, decode_or_divert
@@ -44,6 +46,7 @@ class EventIntake(RecordSource):
             dead_letters=dead_letters,
         )
         self._view = view
+        self._group = group_id
 
     async def take(self, tp: TopicPartition, ledger: PartitionLedger, record: Record) -> bool:
         event = await decode_or_divert(record, LIFECYCLE_EVENTS, self.dead_letters)
@@ -59,11 +62,26 @@ class EventIntake(RecordSource):
         source = (tp.topic, tp.partition, record.offset)
         body = render_body(data)
         now = datetime.now(UTC)
+        trace = None
+        if tracing.enabled:
+            trace = intake_trace(record, self._group, event.id, data, len(subscriptions))
         dues = []
         for sub in subscriptions:
             dlv_id, msg_id = delivery_ids(*source, sub.id)
             dues.append(
-                Due(dlv_id, msg_id, sub.id, event.type, data.workflow_id, source, body, 1, now, now)
+                Due(
+                    dlv_id,
+                    msg_id,
+                    sub.id,
+                    event.type,
+                    data.workflow_id,
+                    source,
+                    body,
+                    1,
+                    now,
+                    now,
+                    trace,
+                )
             )
         # Taken only once every delivery is built: a step that raised before this point
         # leaves nothing half-started, and its record goes to the dlq (see RecordSource).

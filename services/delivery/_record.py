@@ -15,9 +15,17 @@ from typing import get_args
 
 from services.delivery._codec import SOURCE, Due, attempt_record, due_record
 from services.delivery._isolation import CircuitBreakers, FailingStreaks
-from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY, SKIPPED_BY_BREAKER
+from services.delivery._metrics import (
+    ATTEMPTS,
+    DEFERRED,
+    LATENCY,
+    SKIPPED_BY_BREAKER,
+    count_retry,
+)
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import HttpOutcome
+from services.delivery._tracing import next_attempt
+from shared import tracing
 from shared.cloudevents import KafkaRecord, encode
 from shared.deadletter import DeadLetters
 from shared.entities import Subscription
@@ -119,6 +127,8 @@ class Recorder:
         retry_after = result.retry_after if result is not None else None
         next_at = self._policy.next_due(due.attempt, now, retry_after)
         following = due.later(next_at, attempt=due.attempt + 1)
+        if tracing.enabled:
+            following = next_attempt(following, result)
         if outcome == "skipped":
             SKIPPED_BY_BREAKER.inc()
             return [self._to_tier(following, now)]
@@ -158,6 +168,7 @@ class Recorder:
         return writes
 
     def _to_tier(self, due: Due, now: datetime) -> Write:
+        count_retry(due.attempt)
         return self._topics.retry_tier(due.attempt), due_record(due, now)
 
     def _attempt(

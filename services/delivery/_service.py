@@ -28,6 +28,7 @@ from services.delivery._attempt import Attempts
 from services.delivery._guard import DestinationGuard, Resolver
 from services.delivery._intake import EventIntake
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
+from services.delivery._metrics import watch_breakers
 from services.delivery._record import Recorder
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import Sender
@@ -113,6 +114,7 @@ class DeliveryService:
                 )
             )
             breakers = CircuitBreakers(s.breaker_failure_threshold, s.breaker_cooldown)
+            watch_breakers(breakers)
             lanes = Lanes(s.max_in_flight_per_subscription, self._stall_after, self._abandon_after)
             attempts = await self._stack.enter_async_context(
                 Attempts(

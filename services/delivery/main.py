@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from services.delivery._service import DeliveryService
+from shared import tracing
 from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -66,4 +67,5 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     configure_logging("delivery", settings.log_level, fmt=settings.log_format)
+    tracing.configure("delivery")
     return run_service(serve(settings))

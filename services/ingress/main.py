@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 from starlette.applications import Starlette
 
+from shared import tracing
 from shared.health import quiet_server, run_service, serve_until_signalled
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -68,6 +69,7 @@ def frozen_startup_heap() -> Iterator[None]:
 def serving_app(settings: Settings) -> Starlette:
     """The app as ``hookline ingress`` serves it (the benchmark serves the same)."""
     tune_process()
+    tracing.configure("ingress")
     return create_ingress_app(settings, while_serving=frozen_startup_heap)
 
 
