@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from deploy import _compose, _dockerfile, _manifests, _tools
+from deploy import _compose, _dashboard, _dockerfile, _manifests, _tools
 
 DEPLOY = Path(__file__).resolve().parent
 K8S = DEPLOY / "k8s"
@@ -192,6 +192,12 @@ def check_dockerfile(futures: dict[str, Future[Any]], report: Report) -> None:
         report.section("deploy/Dockerfile hadolint", _dockerfile.hadolint(hadolint, path))
 
 
+def check_dashboard(report: Report) -> None:
+    """The Grafana dashboard: its structure, and every query naming exported metrics."""
+    for title, problems in _dashboard.check_dashboard():
+        report.section(title, problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.checks", description=__doc__.split("\n")[0]
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     futures = _fetch_all()
     check_dockerfile(futures, report)
     check_compose(futures, report)
+    check_dashboard(report)
     check_kubernetes(futures, report)
     elapsed = time.monotonic() - started
     if report.failed:
