@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_queries_are_read_for_their_metrics_and_labels(expr, metrics, grouped):
     assert dashboard.selectors(expr) == (metrics, grouped)
 
 
-def _first_target(doc):
+def _first_target(doc: dict[str, Any]) -> dict[str, Any]:
     return next(p for p in dashboard.panels(doc) if p.get("targets"))["targets"][0]
 
 
