@@ -88,7 +88,10 @@ def test_queries_are_read_for_their_metrics_and_labels(expr, metrics, grouped):
 
 
 def _first_target(doc: dict[str, Any]) -> dict[str, Any]:
-    return next(p for p in dashboard.panels(doc) if p.get("targets"))["targets"][0]
+    target: dict[str, Any] = next(p for p in dashboard.panels(doc) if p.get("targets"))["targets"][
+        0
+    ]
+    return target
 
 
 @pytest.mark.parametrize(
