@@ -11,4 +11,5 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.dispatcher",
     "bench.delivery",
     "bench.opsdata",
+    "bench.tracing",
 )
