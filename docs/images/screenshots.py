@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.standard_webhooks import sign  # noqa: E402
 from shared.topics import topic_registry  # noqa: E402
@@ -245,7 +247,9 @@ async def render_dashboard(prom: str, start: float, end: float, path: Path) -> N
             )
             continue
         bottom = 1 - (top + g["h"] * unit_px / height) + 0.012
-        ax = fig.add_axes((left, bottom, width, g["h"] * unit_px / height - 0.035))
+        # Room on the left for the value axis' labels, inside the panel.
+        pad = 0.028
+        ax = fig.add_axes((left + pad, bottom, width - pad, g["h"] * unit_px / height - 0.035))
         ax.set_facecolor("#181b1f")
         for side in ax.spines.values():
             side.set_color("#2c3235")
@@ -299,7 +303,8 @@ async def render_dashboard(prom: str, start: float, end: float, path: Path) -> N
                 facecolor="#181b1f",
                 edgecolor="#2c3235",
                 labelcolor="#d8d9da",
-                ncol=3,
+                ncol=3 if len(lines) <= 9 else 9,
+                framealpha=0.8,
             )
     fig.savefig(path, facecolor=fig.get_facecolor())
     plt.close(fig)
@@ -323,6 +328,7 @@ def render_trace(trace: list[ReceivedSpan], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
     children: dict[str | None, list[ReceivedSpan]] = {}
     for span in trace:
@@ -347,6 +353,7 @@ def render_trace(trace: list[ReceivedSpan], path: Path) -> None:
     fig.patch.set_facecolor("#111217")
     ax.set_facecolor("#181b1f")
     index = {s.span_id: n for n, (_, s) in enumerate(ordered)}
+    names = blended_transform_factory(fig.transFigure, ax.transData)
     for n, (depth, span) in enumerate(ordered):
         start = (span.start_ns - t0) / 1e6
         length = max((span.end_ns - span.start_ns) / 1e6, (t1 - t0) / 1e6 / 400)
@@ -358,17 +365,18 @@ def render_trace(trace: list[ReceivedSpan], path: Path) -> None:
         if attempt:
             extra += f"  attempt {attempt}"
         node = span.attributes.get("hookline.event.type") if span.name.startswith("process") else ""
-        label = f"{'  ' * depth}{span.service.removeprefix('hookline-')}: {span.name}"
+        label = f"{span.service.removeprefix('hookline-')}: {span.name}"
         label += f"  [{node}]" if node else ""
         ax.text(
-            -((t1 - t0) / 1e6) * 0.005,
+            0.008 + 0.012 * depth,
             n,
             label + extra,
             color="#d8d9da",
             fontsize=8,
-            ha="right",
+            ha="left",
             va="center",
             family="monospace",
+            transform=names,
         )
         ax.text(
             start + length,
@@ -394,14 +402,16 @@ def render_trace(trace: list[ReceivedSpan], path: Path) -> None:
     ax.grid(axis="x", color="#2c3235", linewidth=0.6)
     for side in ax.spines.values():
         side.set_color("#2c3235")
-    ax.set_title(
-        f"trace {trace[0].trace_id} — {len(trace)} spans as the OTLP receiver got them "
-        "(red: failed; yellow arrow: the retry's link to the attempt before)",
+    fig.text(
+        0.008,
+        0.985,
+        f"trace {trace[0].trace_id}: {len(trace)} spans as the OTLP receiver got them\n"
+        "red: a failed request; yellow arrow: a retry's link to the attempt before it",
         color="#d8d9da",
         fontsize=10,
-        loc="left",
+        va="top",
     )
-    fig.subplots_adjust(left=0.42, right=0.98, top=0.95, bottom=0.08)
+    fig.subplots_adjust(left=0.42, right=0.98, top=0.93, bottom=0.08)
     fig.savefig(path, facecolor=fig.get_facecolor())
     plt.close(fig)
 
@@ -419,6 +429,7 @@ async def main() -> None:
         breaker_cooldown=10,
     )
     topics = topic_registry(settings.topic_prefix, partitions=6, retry_tiers=3)
+    await ensure_topics(bootstrap, topics)
     async with Collector() as collector, Receiver() as receiver:
         await _entities(bootstrap, topics, receiver)
         stack = Stack(
@@ -440,9 +451,18 @@ async def main() -> None:
         finally:
             prometheus.terminate()
             await stack.stop()
-        render_trace(_pick_trace(collector.spans), OUT / "trace.png")
+        trace = _pick_trace(collector.spans)
+    # The spans behind the picture, kept beside it.
+    (OUT / "trace.json").write_text(
+        json.dumps([asdict(s) for s in sorted(trace, key=lambda s: s.start_ns)], indent=1) + "\n"
+    )
+    render_trace(trace, OUT / "trace.png")
     print(f"wrote {OUT / 'dashboard.png'} and {OUT / 'trace.png'} ({len(collector.spans)} spans)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:] == ["trace"]:  # draw trace.png again from trace.json
+        spans = [ReceivedSpan(**s) for s in json.loads((OUT / "trace.json").read_text())]
+        render_trace(spans, OUT / "trace.png")
+    else:
+        asyncio.run(main())
