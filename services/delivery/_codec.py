@@ -122,7 +122,9 @@ def due_record(due: Due, now: datetime) -> KafkaRecord:
     if due.trace is not None:
         headers.extend(due.trace.headers())
     return KafkaRecord(
-        due.subscription_id.encode(), orjson.dumps(value, option=orjson.OPT_UTC_Z), headers
+        due.subscription_id.encode(),
+        orjson.dumps(value, option=orjson.OPT_UTC_Z),
+        headers,
     )
 
 

@@ -16,7 +16,7 @@ from services.delivery._codec import Due
 from services.delivery._commit import PartitionLedger
 from services.delivery._signing import delivery_ids, render_body
 from services.delivery._source import RecordSource
-from services.delivery._tracing import intake_trace
+from services.delivery._tracing import traced_dues
 from shared import tracing
 from shared.config_view import ConfigView
 from shared.consumer import Record
@@ -62,27 +62,14 @@ class EventIntake(RecordSource):
         source = (tp.topic, tp.partition, record.offset)
         body = render_body(data)
         now = datetime.now(UTC)
-        trace = None
-        if tracing.enabled:
-            trace = intake_trace(record, self._group, event.id, data, len(subscriptions))
         dues = []
         for sub in subscriptions:
             dlv_id, msg_id = delivery_ids(*source, sub.id)
             dues.append(
-                Due(
-                    dlv_id,
-                    msg_id,
-                    sub.id,
-                    event.type,
-                    data.workflow_id,
-                    source,
-                    body,
-                    1,
-                    now,
-                    now,
-                    trace,
-                )
+                Due(dlv_id, msg_id, sub.id, event.type, data.workflow_id, source, body, 1, now, now)
             )
+        if tracing.enabled:
+            dues = traced_dues(dues, record, self._group, event.id, data)
         # Taken only once every delivery is built: a step that raised before this point
         # leaves nothing half-started, and its record goes to the dlq (see RecordSource).
         ledger.take(record.offset, len(dues))

@@ -101,6 +101,14 @@ def intake_trace(
     return DeliveryTrace(traceparent(found), state or None)
 
 
+def traced_dues(
+    dues: list[Due], record: Record, group: str, event_id: str, data: LifecycleEvent
+) -> list[Due]:
+    """The record's deliveries, their attempts to be children of its consumer span."""
+    trace = intake_trace(record, group, event_id, data, len(dues))
+    return dues if trace is None else [replace(due, trace=trace) for due in dues]
+
+
 def resumed(due: Due, headers: Sequence[tuple[str, bytes | None]] | None) -> Due:
     """A due delivery read from a retry tier, with the trace its record carries."""
     found: dict[str, str] = {}
