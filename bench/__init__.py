@@ -12,4 +12,5 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.delivery",
     "bench.opsdata",
     "bench.e2e",
+    "bench.tracing",
 )

@@ -187,7 +187,7 @@ async def _run_load(port: int, rate: float | None, cafile: Path | None) -> dict[
 
 
 async def _start(
-    kind: str, env: dict[str, str], tls: tuple[Path, Path, Path]
+    kind: str, env: dict[str, str], tls: tuple[Path, Path, Path] | None = None
 ) -> tuple[int, asyncio.subprocess.Process]:
     port = ready = _free_port()
     if kind != "bare":
@@ -198,7 +198,7 @@ async def _start(
             "HOOKLINE_INGRESS_PORT": str(port),
             "HOOKLINE_INGRESS_INTERNAL_PORT": str(ready),
         }
-    if kind == "hookline-https":
+    if kind == "hookline-https" and tls is not None:
         env = {**env, "HOOKLINE_TLS_CERTFILE": str(tls[1]), "HOOKLINE_TLS_KEYFILE": str(tls[2])}
     server = await _helper("serve", "--kind", kind, "--port", str(port), env=env)
     await _wait_ready(ready, server)

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from deploy import _compose, _dockerfile, _kafka_users, _manifests, _resources, _tools
+from deploy import _compose, _dashboard, _dockerfile, _kafka_users, _manifests, _resources, _tools
 from shared.acls import SERVICES
 
 DEPLOY = Path(__file__).resolve().parent
@@ -218,6 +218,12 @@ def check_dockerfile(futures: dict[str, Future[Any]], report: Report) -> None:
         report.section("deploy/Dockerfile hadolint", _dockerfile.hadolint(hadolint, path))
 
 
+def check_dashboard(report: Report) -> None:
+    """The Grafana dashboard: its structure, and every query naming exported metrics."""
+    for title, problems in _dashboard.check_dashboard():
+        report.section(title, problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.checks", description=__doc__.split("\n")[0]
@@ -243,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     futures = _fetch_all()
     check_dockerfile(futures, report)
     check_compose(futures, report)
+    check_dashboard(report)
     check_kubernetes(futures, report)
     elapsed = time.monotonic() - started
     if report.failed:

@@ -23,6 +23,15 @@ from shared.messages import TOPIC_MESSAGES, Message
 SPEC_VERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
 REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+# The extension attributes hookline documents, optional on every message: the CloudEvents
+# distributed-tracing extension (W3C Trace Context of the span that produced the event),
+# in binary mode the ``ce_traceparent`` and ``ce_tracestate`` headers. Listed in each
+# exported JSON Schema under ``x-ce-extensions``.
+EXTENSIONS: dict[str, str] = {
+    "traceparent": "W3C Trace Context traceparent of the span that produced the event "
+    "(header ce_traceparent); the consumer continues the trace from it",
+    "tracestate": "W3C Trace Context tracestate that goes with traceparent (header ce_tracestate)",
+}
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     m.ce_type: m for m in (*TOPIC_MESSAGES, *ENTITY_TYPES.values())

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 
 from shared.cloudevents import Event, decode_any
 from shared.errors import PoisonMessage
@@ -18,6 +19,13 @@ from shared.messages import Message
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes | None]]
+
+DEAD_LETTERS = Counter(
+    "hookline_dead_letters_total",
+    "Records written to the dead-letter topic, by service and error code (a transaction "
+    "that aborts and is retried counts its dead letters again)",
+    ["service", "code"],
+)
 
 
 class DeadLetters:
@@ -42,6 +50,7 @@ class DeadLetters:
         partition: int,
         offset: int,
     ) -> list[tuple[str, bytes]]:
+        DEAD_LETTERS.labels(self._service, code).inc()
         kept = [
             (k, v) for k, v in (headers or ()) if v is not None and not k.startswith("hookline_")
         ]

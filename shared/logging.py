@@ -27,6 +27,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from shared import tracing
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _SENSITIVE = ("secret", "token", "password", "authorization", "signature", "cookie", "api_key")
 
@@ -113,6 +115,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = "[redacted]" if _is_sensitive(key) else redact(value)
+        if tracing.enabled:
+            ids = tracing.log_ids()
+            if ids is not None:
+                entry["trace_id"], entry["span_id"] = ids
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = redact_text(

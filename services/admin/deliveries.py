@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared import tracing
 from shared.cloudevents import encode, new_event_id
 from shared.errors import NotRedeliverable, SubscriptionGone
 from shared.messages import DeliveryDue, SourceRecord
@@ -26,6 +27,7 @@ from .context import SOURCE, AdminContext, unavailable
 from .listing import Page, dict_rows
 from .models import PublishedOut, PublishEventIn
 from .opsmodels import DeliveryDetail, DeliveryList, DeliveryOut, DeliveryQuery, RedeliveryOut
+from .tracing import publish_trace
 from .viewdb import from_us
 from .web import model_response, not_found, parse, parse_query, read_json
 
@@ -196,7 +198,14 @@ class DeliveryHandlers:
         data = event.data
         event_id = event.id or new_event_id()
         topic = self.ctx.topics.workflow_events
-        record = encode(data, key=data.run_id, source=event.source or SOURCE, event_id=event_id)
+        trace = publish_trace(request.headers, topic, data) if tracing.enabled else None
+        record = encode(
+            data,
+            key=data.run_id,
+            source=event.source or SOURCE,
+            event_id=event_id,
+            extensions=trace,
+        )
         meta = await self.ctx.publish(topic, record)
         log.info("event published", extra={"type": event.type, "run_id": data.run_id})
         out = PublishedOut(

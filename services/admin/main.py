@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 
+from shared import tracing
 from shared.health import quiet_server, run_service, serve_until_signalled
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -39,4 +40,5 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     configure_logging("admin", settings.log_level, fmt=settings.log_format)
+    tracing.configure("admin")
     return run_service(serve(settings))

@@ -31,9 +31,12 @@ from services.delivery._notices import host_of
 from services.delivery._sender import HttpOutcome, Sender
 from services.delivery._signing import signature_headers
 from services.delivery._tls import ClientCertificates
+from services.delivery._tracing import traced_attempt
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.entities import Subscription
 from shared.errors import SecretError
+from shared.tracing import propagation
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,8 @@ class Attempts:
         """POST ``due`` to ``sub``; its lane slot (taken by the caller) is released here."""
         try:
             async with self._slots:
+                if tracing.enabled:
+                    return await traced_attempt(self._request, due, sub)
                 return await self._request(due, sub)
         finally:
             self._lanes.release(sub.id)
@@ -120,6 +125,9 @@ class Attempts:
             client = self._client_of(sub)
             if client is None:
                 return HttpOutcome(None, "client_certificate_error", 0.0)
+        if tracing.enabled:
+            # The attempt's span (made by traced_attempt): the receiver may join the trace.
+            headers.update(propagation.current_http_headers())
         started = time.perf_counter()
         # One deadline scope for the request: the sender's own timeout (or the
         # subscription's), which the stall watchdog may also bring forward (it then notes

@@ -24,6 +24,7 @@ from shared.messages import DeliveryAttempted, DeliveryDue, DeliveryOutcome, Sou
 
 if TYPE_CHECKING:
     from services.delivery._holds import Ticket
+    from services.delivery._tracing import DeliveryTrace
 
 SOURCE = "/hookline/delivery"
 _SOURCE_BYTES = SOURCE.encode()
@@ -52,6 +53,8 @@ class Due:
     # Set on a delivery the hold store answers for (ordered, or held and let go): where it
     # waits when it must wait again, and what its outcome releases. None on the plain path.
     ticket: Ticket | None = None
+    # With tracing on: the span its attempts are children of, and the attempt before.
+    trace: DeliveryTrace | None = None
 
     @classmethod
     def from_message(cls, due: DeliveryDue) -> Due:
@@ -126,10 +129,13 @@ def due_record(due: Due, now: datetime) -> KafkaRecord:
     value = _about(due)
     value["due_at"] = due.due_at
     value["first_attempted_at"] = due.first_attempted_at
+    headers = _headers(_DUE_TYPE, now)
+    if due.trace is not None:
+        headers.extend(due.trace.headers())
     return KafkaRecord(
         due.subscription_id.encode(),
         orjson.dumps(value, option=orjson.OPT_UTC_Z),
-        _headers(_DUE_TYPE, now),
+        headers,
     )
 
 

@@ -24,6 +24,8 @@ from services.delivery._commit import PartitionLedger
 from services.delivery._holdbook import HoldBook
 from services.delivery._signing import delivery_ids, notice_ids, render_body
 from services.delivery._source import RecordSource
+from services.delivery._tracing import traced_dues
+from shared import tracing
 from shared.cloudevents import Event
 from shared.config_view import ConfigView
 from shared.consumer import Record
@@ -88,6 +90,7 @@ class EventIntake(RecordSource):
         )
         self._view = view
         self._holds = holds
+        self._group = group_id
 
     async def take(self, tp: TopicPartition, ledger: PartitionLedger, record: Record) -> bool:
         held = ledger.holds
@@ -125,6 +128,8 @@ class EventIntake(RecordSource):
                         now,
                     )
                 )
+            if tracing.enabled:
+                dues = traced_dues(dues, record, self._group, event.id, data)
         else:
             subscriptions = wanting(self._view, event)
             if not subscriptions:

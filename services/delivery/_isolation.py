@@ -77,6 +77,17 @@ class CircuitBreakers:
     def forget(self, subscription_id: str) -> None:
         self._states.pop(subscription_id, None)
 
+    def states(self) -> dict[str, int]:
+        """How many breakers are open (cooling down) and half-open (a probe may go or
+        is out), for the metrics; a closed breaker is not counted."""
+        now = self._clock()
+        counts = {"open": 0, "half_open": 0}
+        for state in self._states.values():
+            if state.opened_at is not None:
+                cooling = now - state.opened_at < self._cooldown
+                counts["open" if cooling else "half_open"] += 1
+        return counts
+
 
 class FailingStreaks:
     """Since when each subscription has failed without a single success (wall-clock seconds).

@@ -23,10 +23,18 @@ from typing import get_args
 
 from services.delivery._codec import SOURCE, Due, attempt_record, due_record
 from services.delivery._isolation import CircuitBreakers, FailingStreaks
-from services.delivery._metrics import ATTEMPTS, DEFERRED, LATENCY, SKIPPED_BY_BREAKER
+from services.delivery._metrics import (
+    ATTEMPTS,
+    DEFERRED,
+    LATENCY,
+    SKIPPED_BY_BREAKER,
+    count_retry,
+)
 from services.delivery._notices import Notices, host_of
 from services.delivery._schedule import RetryPolicy
 from services.delivery._sender import HttpOutcome
+from services.delivery._tracing import next_attempt
+from shared import tracing
 from shared.cloudevents import KafkaRecord, encode
 from shared.deadletter import DeadLetters
 from shared.entities import Subscription
@@ -167,6 +175,8 @@ class Recorder:
         retry_after = result.retry_after if result is not None else None
         next_at = policy.next_due(due.attempt, now, retry_after)
         following = due.later(next_at, attempt=due.attempt + 1)
+        if tracing.enabled:
+            following = next_attempt(following, result)
         if policy is self._policy:
             later = self._later(following, now)
         else:
@@ -220,6 +230,7 @@ class Recorder:
         if ticket is not None and ticket.chain is not None:
             return ticket.hold_again(due, "ordered", due.due_at)
         topic = self._topics.retry_tier(due.attempt) if gap is None else self._tier_for(gap)
+        count_retry(due.attempt)
         return [(topic, due_record(due, now))]
 
     def _tier_for(self, gap: float) -> str:

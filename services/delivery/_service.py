@@ -30,6 +30,7 @@ from services.delivery._guard import DestinationGuard, Resolver
 from services.delivery._holdbook import HoldBook
 from services.delivery._intake import EventIntake
 from services.delivery._isolation import CircuitBreakers, FailingStreaks, Lanes
+from services.delivery._metrics import watch_breakers
 from services.delivery._notices import Notices
 from services.delivery._ratelimit import RateLimits, Shares
 from services.delivery._record import Recorder
@@ -123,6 +124,7 @@ class DeliveryService:
                 )
             )
             breakers = CircuitBreakers(s.breaker_failure_threshold, s.breaker_cooldown)
+            watch_breakers(breakers)
             lanes = Lanes(s.max_in_flight_per_subscription, self._stall_after, self._abandon_after)
             attempts = await self._stack.enter_async_context(
                 Attempts(

@@ -16,6 +16,8 @@ from services.delivery._admit import Admission
 from services.delivery._codec import Due
 from services.delivery._commit import PartitionLedger
 from services.delivery._source import RecordSource
+from services.delivery._tracing import resumed
+from shared import tracing
 from shared.consumer import Record
 from shared.deadletter import DeadLetters, decode_or_divert
 from shared.messages import DeliveryDue
@@ -52,6 +54,8 @@ class RetryTier(RecordSource):
         message = event.data
         assert isinstance(message, DeliveryDue)
         due = Due.from_message(message)
+        if tracing.enabled:
+            due = resumed(due, record.headers)
         wait = (due.due_at - datetime.now(UTC)).total_seconds()
         if wait > 0:
             self.runner.hold_until(tp, record.offset, time.monotonic() + wait)

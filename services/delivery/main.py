@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from services.delivery._service import DeliveryService
+from shared import tracing
 from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -73,4 +74,5 @@ def quiet_client_logs() -> None:
 def run(settings: Settings) -> int:
     configure_logging("delivery", settings.log_level, fmt=settings.log_format)
     quiet_client_logs()
+    tracing.configure("delivery")
     return run_service(serve(settings))

@@ -20,8 +20,9 @@ from typing import Self
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
+from shared import tracing
 from shared.cloudevents import KafkaRecord, decode, encode
 from shared.config_view import ConfigView
 from shared.entities import Webhook
@@ -38,6 +39,7 @@ from shared.topics import Topics
 
 from ._ledger import DEFAULT_WINDOW, RunLedger, StartedRun
 from ._matching import RUN_NAMESPACE, matching_bindings, run_id_for
+from ._tracing import annotate_inbound, run_extensions, start_run_request, traced_dispatch
 from ._txloop import Outbox, TransactionalLoop
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,11 @@ SOURCE = "/hookline/dispatcher"
 
 INBOUND = Counter("hookline_dispatcher_inbound_total", "inbound records processed", ["outcome"])
 RUNS = Counter("hookline_dispatcher_runs_total", "runs requested", ["outcome"])
+LAG = Histogram(
+    "hookline_dispatcher_lag_seconds",
+    "Time from an inbound record's write (its timestamp) to its dispatch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 
 
 def _event_id(run_id: str, what: str) -> str:
@@ -173,11 +180,15 @@ class Dispatcher(TransactionalLoop):
                 )
         for tp, records in batch.items():
             for record in records:
+                if tracing.enabled:
+                    await traced_dispatch(self._dispatch, outbox, record, self._group_id)
+                    continue
                 await self._dispatch(outbox, tp.partition, record)
 
     async def _dispatch(
         self, outbox: Outbox, partition: int, record: ConsumerRecord[bytes, bytes]
     ) -> None:
+        LAG.observe(max(0.0, time.time() - record.timestamp / 1000))
         try:
             event = decode(record.headers, record.value, WebhookReceived).data
         except PoisonMessage as exc:
@@ -195,6 +206,8 @@ class Dispatcher(TransactionalLoop):
                 },
             )
             return
+        if tracing.enabled:
+            annotate_inbound(event)
         matched = matching_bindings(webhook.bindings, event)
         INBOUND.labels("matched" if matched else "unmatched").inc()
         now = datetime.now(UTC)
@@ -238,9 +251,17 @@ class Dispatcher(TransactionalLoop):
                 to="queued",
                 trigger=trigger,
             )
+            span = trace = None
+            if tracing.enabled:
+                span = start_run_request(
+                    self._topics.workflow_commands, run_id, binding.workflow_id
+                )
+                trace = run_extensions(span)
             await outbox.send(
                 self._topics.workflow_commands,
-                encode(command, key=run_id, source=SOURCE, event_id=run_id, time=now),
+                encode(
+                    command, key=run_id, source=SOURCE, event_id=run_id, time=now, extensions=trace
+                ),
             )
             await outbox.send(
                 self._topics.workflow_events,
@@ -250,8 +271,11 @@ class Dispatcher(TransactionalLoop):
                     source=SOURCE,
                     event_id=_event_id(run_id, "queued"),
                     time=now,
+                    extensions=trace,
                 ),
             )
+            if span is not None:
+                span.end()
             started = StartedRun(
                 run_id,
                 event.webhook_id,

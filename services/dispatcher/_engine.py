@@ -35,6 +35,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
+from shared import tracing
 from shared.cloudevents import KafkaRecord, decode, encode
 from shared.config_view import ConfigView
 from shared.errors import NodeFailed, PoisonMessage
@@ -51,9 +52,11 @@ from shared.messages import (
     WorkflowStarted,
 )
 from shared.topics import Topics
+from shared.tracing import propagation
 
 from ._matching import RUN_NAMESPACE
 from ._nodes import NodePolicy, NodeRunner, node_http_client
+from ._tracing import traced_node, traced_run
 from ._txloop import Outbox, TransactionalLoop
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,8 @@ class _Run:
     def __init__(self, command: RunRequested) -> None:
         self.command = command
         self.records: list[KafkaRecord] = []
+        # Made inside the run's span (with tracing on): every event of the run continues it.
+        self.trace = propagation.current_extensions() if tracing.enabled else None
 
     def emit(self, event: LifecycleEvent, what: str) -> None:
         run_id = self.command.run_id
@@ -99,7 +104,14 @@ class _Run:
             event = event.model_copy(update={"trigger": self.command.trigger})
         event_id = str(uuid.uuid5(RUN_NAMESPACE, f"{run_id}/engine/{what}"))
         self.records.append(
-            encode(event, key=run_id, source=SOURCE, event_id=event_id, time=event.occurred_at)
+            encode(
+                event,
+                key=run_id,
+                source=SOURCE,
+                event_id=event_id,
+                time=event.occurred_at,
+                extensions=self.trace,
+            )
         )
 
     def status(self, from_: RunStatus | None, to: RunStatus) -> None:
@@ -187,14 +199,23 @@ class LocalEngine(TransactionalLoop):
     async def process(
         self, outbox: Outbox, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        commands: list[RunRequested] = []
+        commands: list[tuple[RunRequested, ConsumerRecord[bytes, bytes]]] = []
         for records in batch.values():
             for record in records:
                 try:
-                    commands.append(decode(record.headers, record.value, RunRequested).data)
+                    commands.append(
+                        (decode(record.headers, record.value, RunRequested).data, record)
+                    )
                 except PoisonMessage as exc:
                     await outbox.dead_letter(record, exc)
-        runs = await asyncio.gather(*(self._execute(c) for c in commands))
+        runs = await asyncio.gather(
+            *(
+                traced_run(self._execute, c, r, self._group_id)
+                if tracing.enabled
+                else self._execute(c)
+                for c, r in commands
+            )
+        )
         for run in runs:
             for rec in run.records:
                 await outbox.send(self._topics.workflow_events, rec)
@@ -225,7 +246,11 @@ class LocalEngine(TransactionalLoop):
                 async with asyncio.timeout(self._run_timeout):
                     for node in workflow.nodes:
                         current = node.id
-                        output = await runner.run(node, command)
+                        output = await (
+                            traced_node(runner, node, command)
+                            if tracing.enabled
+                            else runner.run(node, command)
+                        )
                         run.emit(
                             NodeCompleted(
                                 **ids, occurred_at=datetime.now(UTC), node_id=node.id, output=output

@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from shared import tracing
 from shared.destinations import DestinationGuard, DestinationPolicy, Resolver
 from shared.entities import Node
 from shared.errors import DestinationRefused, DestinationUnresolved, NodeFailed
 from shared.guarded_http import GuardedHTTPTransport
 from shared.messages import RunRequested
+from shared.tracing import propagation
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +139,16 @@ class NodeRunner:
                 "event_type": command.event_type,
                 "payload": command.input.payload,
             }
+        headers = {str(k): str(v) for k, v in dict(node.config.get("headers") or {}).items()}
+        if tracing.enabled:
+            # The node's span: the service called may join the run's trace.
+            headers.update(propagation.current_http_headers())
         try:
             response = await self._client.request(
                 method,
                 url,
                 json=body,
-                headers={str(k): str(v) for k, v in dict(node.config.get("headers") or {}).items()},
+                headers=headers,
                 timeout=self._policy.http_timeout,
                 follow_redirects=False,
             )

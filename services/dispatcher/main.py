@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.kafka import ensure_topics
@@ -41,6 +42,7 @@ def replica_id(settings: Settings) -> str:
 
 def run(settings: Settings) -> int:
     configure_logging("dispatcher", settings.log_level, fmt=settings.log_format)
+    tracing.configure("dispatcher")
     return run_service(_main(settings))
 
 

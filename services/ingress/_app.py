@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.crypto import SecretBox
 from shared.errors import ConfigurationError, InternalError
@@ -49,6 +50,7 @@ from shared.topics import topic_registry
 
 from ._handler import WebhookIngress
 from ._publisher import Publisher
+from ._tracing import traced_webhook
 
 PROVIDERS = ("github", "gitlab", "slack")
 
@@ -65,6 +67,9 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         webhook_id = scope["path_params"]["webhook_id"]
+        if tracing.enabled:
+            await traced_webhook(self._ingress, scope, receive, send, self._provider, webhook_id)
+            return
         await self._ingress.handle(scope, receive, send, self._provider, webhook_id)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from shared import tracing
 from shared.config_view import ConfigView
 from shared.entities import Webhook
 from shared.errors import (
@@ -54,6 +55,7 @@ from ._signatures import (
     verify_slack,
     verify_standard,
 )
+from ._tracing import stamp_record
 
 log = logging.getLogger("hookline.ingress")
 
@@ -79,6 +81,10 @@ class WebhookIngress:
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._view: ConfigView | None = None
         self._publisher: Publisher | None = None
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        return self._proxies
 
     def bind(self, view: ConfigView | None, publisher: Publisher | None) -> None:
         self._view = view
@@ -199,6 +205,8 @@ class WebhookIngress:
             ce_id=dedupe_id(webhook.id, event_id),
             verification=verification_used(webhook, provider, headers, received_at),
         )
+        if tracing.enabled:
+            stamp_record(record, kind, event_id)
         reply = _accepted(provider, kind, event_id, parsed, webhook)
         # The parsed payload (hundreds of objects for a typical webhook) is not needed
         # past this point: dropped before the wait, so requests waiting for their

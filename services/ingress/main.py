@@ -31,6 +31,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from shared import tracing
 from shared.health import (
     HealthServer,
     QuietServer,
@@ -125,6 +126,7 @@ def frozen_startup_heap() -> Iterator[None]:
 def serving_app(settings: Settings) -> Starlette:
     """The app as ``hookline ingress`` serves it (the benchmark serves the same)."""
     tune_process()
+    tracing.configure("ingress")
     return create_ingress_app(settings, while_serving=frozen_startup_heap)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from shared.cloudevents import EXTENSIONS
 from shared.entities import ENTITY_TYPES
 from shared.messages import TOPIC_MESSAGES, Message
 
@@ -23,6 +24,9 @@ def schema_of(model: type[Message]) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://hookline.dev/schemas/{model.ce_type}.json",
         "x-ce-type": model.ce_type,
+        "x-ce-extensions": {
+            name: {"type": "string", "description": text} for name, text in EXTENSIONS.items()
+        },
         **schema,
     }
 
