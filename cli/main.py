@@ -62,9 +62,13 @@ def _checked(service: str, command: Command) -> Command:
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.kafka_security_protocol != "PLAINTEXT":
+            from shared.errors import BrokerUnavailable
             from shared.kafka_access import preflight
 
-            asyncio.run(preflight(settings, service))
+            try:
+                asyncio.run(preflight(settings, service))
+            except BrokerUnavailable:
+                pass  # no broker answers yet: the service waits for one, and checks then
         return command(args, settings)
 
     return run

@@ -1,7 +1,9 @@
 """``hookline delivery``: the delivery service with its health routes, until SIGTERM.
 
-SIGTERM or SIGINT: stop fetching, finish or hand off in-flight deliveries within
-``HOOKLINE_SHUTDOWN_GRACE``, commit, exit 0.
+Start: ``/readyz`` is served at once, not ready with the reason until the service's
+Kafka parts have started, retried with backoff while Kafka does not answer
+(:mod:`shared.startup`). SIGTERM or SIGINT: stop fetching, finish or hand off
+in-flight deliveries within ``HOOKLINE_SHUTDOWN_GRACE``, commit, exit 0.
 
 The process is tuned here, in its entry point, and nowhere else (:func:`tuned_process`):
 tests and benchmarks that build a ``DeliveryService`` keep their interpreter as it is,
@@ -13,12 +15,13 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 
 from services.delivery._service import DeliveryService
-from shared.health import HealthServer, Readiness, run_service, stop_signals
+from shared.health import HealthServer, Readiness, Verdict, run_service, stop_signals
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import KafkaStartup, prepare_process
 
 log = logging.getLogger("hookline.delivery")
 
@@ -50,11 +53,27 @@ def tuned_process() -> Iterator[None]:
 async def serve(settings: Settings) -> int:
     stop = stop_signals()
     readiness = Readiness()
-    async with DeliveryService(settings) as service:
-        readiness.add("delivery", service.readiness)
-        async with HealthServer(
-            readiness, host=settings.host, port=settings.delivery_port
-        ) as health:
+    startup = KafkaStartup("delivery")
+    startup.register(readiness, secured=settings.kafka_security_protocol != "PLAINTEXT")
+    services: list[DeliveryService] = []
+    readiness.add(
+        "delivery",
+        lambda: services[0].readiness() if services else Verdict(False, "not started"),
+    )
+
+    async def start(stack: AsyncExitStack) -> None:
+        await startup.check_access(settings, stack)
+        await startup.watch(settings.kafka_bootstrap_servers, stack)
+        services[:] = [await stack.enter_async_context(DeliveryService(settings))]
+
+    async with HealthServer(readiness, host=settings.host, port=settings.delivery_port) as health:
+        # Served from the start: not ready, with the reason, until Kafka has answered.
+        stack = await startup.open(start, stop)
+        if stack is None:
+            log.info("delivery service stopped before Kafka answered")
+            return 0
+        async with stack:
+            service = services[0]
             with tuned_process():
                 log.info("delivery service started", extra={"port": settings.delivery_port})
                 await health.until(stop)
@@ -66,4 +85,5 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     configure_logging("delivery", settings.log_level, fmt=settings.log_format)
+    prepare_process(settings)
     return run_service(serve(settings))

@@ -1,9 +1,11 @@
 """``hookline dispatcher``: the dispatcher, the chosen engine adapter, and the health routes.
 
-Start: JSON logging; topics checked (created when missing); the config view
-read to its end; the dispatcher (and, with ``HOOKLINE_ENGINE=local``, the local
-engine) started; ``/healthz``, ``/readyz``, ``/metrics`` served on
-``HOOKLINE_DISPATCHER_PORT``. SIGTERM or SIGINT: stop fetching, let the batch in
+Start: JSON logging; ``/healthz``, ``/readyz``, ``/metrics`` served on
+``HOOKLINE_DISPATCHER_PORT`` at once (not ready, with the reason, until what follows
+is done); then, retried with backoff while Kafka does not answer
+(:mod:`shared.startup`): topics checked (created when missing), the service's grants
+checked on a secured cluster, the config view read to its end, the dispatcher (and,
+with ``HOOKLINE_ENGINE=local``, the local engine) started. SIGTERM or SIGINT: stop fetching, let the batch in
 hand commit its transaction, exit 0. A component that fails (fenced by a newer
 instance with the same transactional id, or the broker lost for good) makes the
 process exit 1 so its supervisor restarts it.
@@ -15,12 +17,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Any
 
 from shared.config_view import ConfigView
 from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import KafkaStartup, prepare_process
 from shared.topics import topic_registry
 
 from ._dispatcher import Dispatcher
@@ -41,6 +45,7 @@ def replica_id(settings: Settings) -> str:
 
 def run(settings: Settings) -> int:
     configure_logging("dispatcher", settings.log_level, fmt=settings.log_format)
+    prepare_process(settings)
     return run_service(_main(settings))
 
 
@@ -51,12 +56,22 @@ async def _main(settings: Settings) -> int:
         partitions=settings.topic_partitions,
         retry_tiers=len(settings.retry_schedule),
     )
-    await ensure_topics(bootstrap, topics, replication_factor=settings.replication_factor)
     stop = stop_signals()
     replica = replica_id(settings)
     readiness = Readiness()
-    async with ConfigView(bootstrap, topics.config) as view:
-        readiness.add("config", lambda: view.ready)
+    startup = KafkaStartup("dispatcher")
+    startup.register(readiness, secured=settings.kafka_security_protocol != "PLAINTEXT")
+    parts: dict[str, Any] = {}
+    readiness.add("config", lambda: "view" in parts and parts["view"].ready)
+    readiness.add("dispatcher", lambda: "dispatcher" in parts and parts["dispatcher"].running)
+    readiness.add("engine", lambda: "engine" in parts and parts["engine"].running)
+
+    async def start(stack: contextlib.AsyncExitStack) -> None:
+        """Every Kafka part, in order; an attempt that fails is retried from the top."""
+        parts.clear()
+        await ensure_topics(bootstrap, topics, replication_factor=settings.replication_factor)
+        await startup.check_access(settings, stack)
+        view = await stack.enter_async_context(ConfigView(bootstrap, topics.config))
         await view.wait_ready()
         dispatcher = Dispatcher(
             bootstrap, topics, view, transactional_id=f"{topics.prefix}dispatcher-{replica}"
@@ -74,10 +89,20 @@ async def _main(settings: Settings) -> int:
                     allow_private_destinations=settings.allow_private_destinations,
                 ),
             )
-        health = HealthServer(readiness, host=settings.host, port=settings.dispatcher_port)
-        readiness.add("dispatcher", lambda: dispatcher.running)
-        readiness.add("engine", lambda: engine.running)
-        async with dispatcher, engine, health:
+        await stack.enter_async_context(dispatcher)
+        await stack.enter_async_context(engine)
+        await startup.watch(bootstrap, stack)
+        parts.update(view=view, dispatcher=dispatcher, engine=engine)
+
+    health = HealthServer(readiness, host=settings.host, port=settings.dispatcher_port)
+    async with health:
+        # Served from the start: not ready, with the reason, until Kafka has answered.
+        stack = await startup.open(start, stop)
+        if stack is None:
+            log.info("dispatcher stopped before Kafka answered")
+            return 0
+        async with stack:
+            dispatcher, engine = parts["dispatcher"], parts["engine"]
             log.info(
                 "dispatcher started",
                 extra={

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from shared.health import quiet_server, run_service, serve_until_signalled
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import prepare_process
 
 from ._app import create_ingress_app
 
@@ -73,4 +74,5 @@ def serving_app(settings: Settings) -> Starlette:
 
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level, fmt=settings.log_format)
+    prepare_process(settings)
     return run_service(serve(settings))
