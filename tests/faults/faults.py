@@ -189,16 +189,19 @@ def process_fault(stack: Stack, victims: list[str], *, pause: float = 2.0) -> Fa
     fault = Fault("process kills", lambda: _noop())
 
     async def kill_each() -> None:
+        ready_in: list[str] = []
         for name in victims:
             process = stack.replicas[name].process
             await process.kill()
             killed = time.time()
             await asyncio.sleep(0.5)
             await process.start()
+            started = time.time()
             await process.wait_ready(120)
             fault.kills.append((name, killed, time.time()))
+            ready_in.append(f"{name} {time.time() - started:.1f}")
             await asyncio.sleep(pause)
-        fault.notes.append("kill -9 and restart: " + ", ".join(victims))
+        fault.notes.append("kill -9, restarted, ready in s: " + ", ".join(ready_in))
 
     fault.act = kill_each
     return fault

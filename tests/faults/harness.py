@@ -239,6 +239,7 @@ class Figures:
     """One phase's row of the fault table."""
 
     fault: str
+    seconds: float = 0.0
     offered: int = 0
     accepted: int = 0
     refused_503: int = 0
@@ -274,6 +275,11 @@ class Books:
         self.inbound = TopicTail(bootstrap, topics.inbound)
         self.commands = TopicTail(bootstrap, topics.workflow_commands)
         self.events_tail = TopicTail(bootstrap, topics.workflow_events)
+        # The retry tiers: read only for their ends, each by its own delivery group.
+        self.tiers = {
+            f"{topics.prefix}delivery.{tier.rsplit('.', 1)[-1]}": TopicTail(bootstrap, tier)
+            for tier in topics.retry_tiers
+        }
         self.on_inbound: set[str] = set()
         self.runs: collections.Counter[str] = collections.Counter()  # provider event id
         self.run_ids: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)
@@ -295,6 +301,8 @@ class Books:
             self.run_events[data["run_id"]].add(event_key(kind, data))
             if kind in TERMINAL:
                 self.finished.add(data["run_id"])
+        for tail in self.tiers.values():
+            await tail.read()
 
     async def account(
         self, figures: Figures, posts: list[Post], subscriber: Subscriber, timeout: float
@@ -344,6 +352,7 @@ class Books:
             f"{t.prefix}dispatcher": self.inbound,
             f"{t.prefix}engine": self.commands,
             f"{t.prefix}delivery": self.events_tail,
+            **self.tiers,
         }
         behind: dict[str, int] = {}
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **kafka_client_options())
@@ -360,7 +369,7 @@ class Books:
         return behind
 
     async def close(self) -> None:
-        for tail in (self.inbound, self.commands, self.events_tail):
+        for tail in (self.inbound, self.commands, self.events_tail, *self.tiers.values()):
             await tail.close()
 
 
@@ -387,20 +396,21 @@ def takeover(books: Books, posts: list[Post], killed: float, ready: float) -> fl
     return latest - ready
 
 
-def print_table(rows: list[Figures], rate: float, achieved: float) -> str:
+def print_table(rows: list[Figures], rate: float) -> str:
     head = (
-        f"{'fault':<24}{'offered':>8}{'202':>8}{'503':>6}{'no ans':>7}{'max no-202 s':>13}"
+        f"{'fault':<18}{'s':>5}{'/s':>5}{'offered':>8}{'202':>8}{'503':>6}{'no ans':>7}{'max no-202 s':>13}"
         f"{'lost':>6}{'dup runs':>9}{'missing':>8}{'takeover s':>11}"
     )
     lines = [
-        f"fault table: {rate:g} posts/s asked, {achieved:.0f} posts/s offered",
+        f"fault table: {rate:g} posts/s asked; /s is what was offered",
         head,
         "-" * len(head),
     ]
     for f in rows:
         take = "" if f.takeover is None else f"{f.takeover:.1f}"
         lines.append(
-            f"{f.fault:<24}{f.offered:>8}{f.accepted:>8}{f.refused_503:>6}{f.no_answer:>7}"
+            f"{f.fault:<18}{f.seconds:>5.0f}{f.offered / max(f.seconds, 1e-9):>5.0f}"
+            f"{f.offered:>8}{f.accepted:>8}{f.refused_503:>6}{f.no_answer:>7}"
             f"{f.longest_no_202:>13.1f}{f.lost:>6}{f.duplicate_runs:>9}"
             f"{f.deliveries_missing + f.missing_runs:>8}{take:>11}"
         )
