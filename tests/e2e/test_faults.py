@@ -42,19 +42,15 @@ import pytest
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import topic_registry
-from testkit.config import put_entities, subscription, webhook, workflow
+from testkit.config import put_entities
 from tests.e2e.stack import Stack
 from tests.faults.faults import Fault, ProxiedCluster, broker_faults, process_fault
 from tests.faults.harness import (
-    BOUND,
-    GITHUB_SECRET,
-    RECEIVER_SECRET,
-    UNBOUND,
-    WORKFLOW,
     Books,
     Figures,
     Load,
     Subscriber,
+    entities,
     load_figures,
     print_table,
     takeover,
@@ -99,19 +95,7 @@ async def test_nothing_is_lost_when_brokers_and_processes_fail_under_load(
     rows: list[Figures] = []
     try:
         async with Subscriber() as subscriber:
-            await put_entities(
-                bootstrap,
-                topics.config,
-                workflow(WORKFLOW, nodes=[{"id": "step", "kind": "log"}]),
-                webhook(
-                    BOUND,
-                    provider="github",
-                    secrets=[GITHUB_SECRET],
-                    bindings=[{"workflow_id": WORKFLOW, "events": ["push"]}],
-                ),
-                webhook(UNBOUND, provider="github", secrets=[GITHUB_SECRET]),
-                subscription("sub-fault", url=subscriber.url, secrets=[RECEIVER_SECRET]),
-            )
+            await put_entities(bootstrap, topics.config, *entities(subscriber.url))
             stack.add("ingress", 0)
             for i in (0, 1):
                 stack.add("dispatcher", i)

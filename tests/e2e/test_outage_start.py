@@ -23,7 +23,7 @@ from shared.settings import Settings
 from testkit import free_port_pair
 from tests.e2e.stack import Stack
 
-OUTAGE = 45.0  # seconds the services run before the broker starts
+OUTAGE = 30.0  # seconds the services run before the broker starts
 MAX_LINES_PER_MINUTE = 20
 SERVICES = ("ingress", "admin", "dispatcher", "delivery")
 

@@ -30,19 +30,43 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from shared.entities import Entity
 from shared.kafka import kafka_client_options, topic_partitions
 from shared.topics import Topics
+from testkit.config import subscription, webhook, workflow
 
 GITHUB_SECRET = "fault-github-secret"
 RECEIVER_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WORKFLOW = "wf-fault"
-BOUND, UNBOUND = "gh-bound", "gh-free"
+# Several webhooks of each kind: the ingress keys records by webhook id, so these spread
+# the load over the partitions as many webhooks do in production.
+BOUND = [f"gh-bound-{i}" for i in range(6)]
+UNBOUND = [f"gh-free-{i}" for i in range(6)]
 TERMINAL = {"workflow.completed", "workflow.failed"}
+
+
+def entities(subscriber_url: str) -> list[Entity]:
+    """The workflow, the webhooks (bound and not) and the subscription the load needs."""
+    return [
+        workflow(WORKFLOW, nodes=[{"id": "step", "kind": "log"}]),
+        *[
+            webhook(
+                name,
+                provider="github",
+                secrets=[GITHUB_SECRET],
+                bindings=[{"workflow_id": WORKFLOW, "events": ["push"]}],
+            )
+            for name in BOUND
+        ],
+        *[webhook(name, provider="github", secrets=[GITHUB_SECRET]) for name in UNBOUND],
+        subscription("sub-fault", url=subscriber_url, secrets=[RECEIVER_SECRET]),
+    ]
 
 
 @dataclass
 class Post:
     delivery: str
+    webhook: str
     bound: bool
     sent: float
     status: int = 0  # 0: no answer (connection refused, reset or timed out)
@@ -68,7 +92,7 @@ class Load:
         headers = {"content-type": "application/json", "x-github-event": "push"}
         slots = asyncio.Semaphore(self.max_in_flight)
         rng = random.Random(len(self.posts))
-        recent: collections.deque[tuple[str, bool]] = collections.deque(maxlen=2000)
+        recent: collections.deque[tuple[str, str, bool]] = collections.deque(maxlen=2000)
         timeout = aiohttp.ClientTimeout(total=10)
         connector = aiohttp.TCPConnector(limit=self.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
@@ -77,11 +101,12 @@ class Load:
             next_at = time.monotonic()
             while not stop.is_set():
                 if recent and rng.random() < self.redelivery_share:
-                    delivery, bound = rng.choice(recent)
+                    delivery, hook, bound = rng.choice(recent)
                 else:
                     delivery, bound = str(uuid.uuid4()), rng.random() < self.bound_share
-                    recent.append((delivery, bound))
-                post = Post(delivery, bound, time.time())
+                    hook = rng.choice(BOUND if bound else UNBOUND)
+                    recent.append((delivery, hook, bound))
+                post = Post(delivery, hook, bound, time.time())
                 self.posts.append(post)
                 await slots.acquire()
                 task = asyncio.create_task(
@@ -105,10 +130,9 @@ class Load:
         headers: dict[str, str],
         slots: asyncio.Semaphore,
     ) -> None:
-        webhook = BOUND if post.bound else UNBOUND
         try:
             async with session.post(
-                f"{self.url}/webhooks/{webhook}/github",
+                f"{self.url}/webhooks/{post.webhook}/github",
                 data=self._body,
                 headers={**headers, "x-github-delivery": post.delivery},
             ) as response:
