@@ -136,6 +136,10 @@ class KafkaStartup:
                 self._answered = False
         return Verdict(True) if self._answered else Verdict(False, "Kafka does not answer")
 
+    def restarting(self, why: str) -> None:
+        """The parts failed while running and are started again: not ready meanwhile."""
+        self.started, self.problem, self._client = False, why, None
+
     # -- starting -------------------------------------------------------------------------
 
     async def open(self, attempt: Attempt, stop: asyncio.Event) -> AsyncExitStack | None:
@@ -150,7 +154,7 @@ class KafkaStartup:
             error = await self._try(attempt, stack, stop)
             if error is None:
                 if stop.is_set():
-                    await _close(stack)
+                    await close_quietly(stack)
                     return None
                 self.started, self.problem = True, None
                 if failures:
@@ -197,16 +201,16 @@ class KafkaStartup:
         if not task.done():
             task.cancel()
             await asyncio.wait({task})
-            await _close(stack)
+            await close_quietly(stack)
             return None
         if task.cancelled():
             # Cancelled from inside the client (a connection torn down while it started).
-            await _close(stack)
+            await close_quietly(stack)
             return asyncio.CancelledError("the Kafka client was cancelled while starting")
         error = task.exception()
         if error is None:
             return None
-        await _close(stack)
+        await close_quietly(stack)
         if isinstance(error, RETRIED):
             return error
         raise error
@@ -238,21 +242,25 @@ class KafkaStartup:
             return None
 
 
-async def _close(stack: AsyncExitStack) -> None:
-    """Close what a failed attempt opened; a client that fails to close is not news here."""
+async def close_quietly(stack: AsyncExitStack) -> None:
+    """Close what started (a failed attempt, or parts that failed while running): a
+    client that fails to close is not news then."""
     try:
         await stack.aclose()
     except (Exception, asyncio.CancelledError) as exc:
         task = asyncio.current_task()
         if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
             raise  # this task is being cancelled: not the client's doing
-        log.debug("closing a failed start-up", extra={"error": repr(exc)})
+        log.debug("closing Kafka parts failed", extra={"error": repr(exc)})
 
 
 def prepare_process(settings: Settings) -> None:
     """For a service's entry point, after logging is configured: the Kafka client's
     repeated lines limited, and its group consumers' membership (replica id, timeouts)."""
     limit_repeats(("aiokafka",), settings.outage_log_interval)
+    # One INFO line per outbound request is a line per delivery: thousands a second.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     session_ms = int(settings.kafka_session_timeout * 1000)
     install_membership(
         GroupMembership(

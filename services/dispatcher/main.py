@@ -6,9 +6,9 @@ is done); then, retried with backoff while Kafka does not answer
 (:mod:`shared.startup`): topics checked (created when missing), the service's grants
 checked on a secured cluster, the config view read to its end, the dispatcher (and,
 with ``HOOKLINE_ENGINE=local``, the local engine) started. SIGTERM or SIGINT: stop fetching, let the batch in
-hand commit its transaction, exit 0. A component that fails (fenced by a newer
-instance with the same transactional id, or the broker lost for good) makes the
-process exit 1 so its supervisor restarts it.
+hand commit its transaction, exit 0. Fenced by a newer instance with the same
+transactional id, the process exits 1; a Kafka client that fails otherwise has every
+part closed and started again in the process, not ready meanwhile.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import logging
 import socket
 from typing import Any
 
+from aiokafka.errors import ProducerFenced
+
 from shared.config_view import ConfigView
 from shared.health import HealthServer, Readiness, run_service, stop_signals
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import Settings
-from shared.startup import KafkaStartup, prepare_process
+from shared.startup import KafkaStartup, close_quietly, prepare_process
 from shared.topics import topic_registry
 
 from ._dispatcher import Dispatcher
@@ -96,30 +98,54 @@ async def _main(settings: Settings) -> int:
 
     health = HealthServer(readiness, host=settings.host, port=settings.dispatcher_port)
     async with health:
-        # Served from the start: not ready, with the reason, until Kafka has answered.
-        stack = await startup.open(start, stop)
-        if stack is None:
-            log.info("dispatcher stopped before Kafka answered")
-            return 0
-        async with stack:
-            dispatcher, engine = parts["dispatcher"], parts["engine"]
-            log.info(
-                "dispatcher started",
-                extra={
-                    "engine": settings.engine,
-                    "replica": replica,
-                    "port": settings.dispatcher_port,
-                },
+        while True:
+            # Served from the start: not ready, with the reason, until Kafka has answered.
+            stack = await startup.open(start, stop)
+            if stack is None:
+                log.info("dispatcher stopped before Kafka answered")
+                return 0
+            failure = await _serve(stack, parts, stop, health, settings, replica)
+            if failure is None or stop.is_set() or health.failed:
+                break
+            if isinstance(failure, ProducerFenced):
+                break  # a newer instance with this replica id runs: it is the one to keep
+            # A client that failed for good (aiokafka's transactional producer cannot
+            # recover from a connection lost at the wrong moment): start them all again,
+            # in this process, rather than wait for a supervisor.
+            log.warning(
+                "dispatcher's Kafka clients failed; starting them again",
+                extra={"error": repr(failure)},
             )
-            while not stop.is_set() and dispatcher.running and engine.running and not health.failed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
-            log.info("dispatcher stopping; finishing the transaction in hand")
-            dispatcher.stop()
-            engine.stop()
-        failure = dispatcher.failure or engine.failure
+            startup.restarting(f"restarting after {failure!r}")
     if failure is not None:
         log.error("dispatcher stopped after a failure", extra={"error": repr(failure)})
         return 1
     log.info("dispatcher stopped")
     return 0
+
+
+async def _serve(
+    stack: contextlib.AsyncExitStack,
+    parts: dict[str, Any],
+    stop: asyncio.Event,
+    health: HealthServer,
+    settings: Settings,
+    replica: str,
+) -> BaseException | None:
+    """Run the started parts until SIGTERM or a failure; close them; the failure or None."""
+    dispatcher, engine = parts["dispatcher"], parts["engine"]
+    log.info(
+        "dispatcher started",
+        extra={"engine": settings.engine, "replica": replica, "port": settings.dispatcher_port},
+    )
+    try:
+        while not stop.is_set() and dispatcher.running and engine.running and not health.failed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        log.info("dispatcher stopping; finishing the transaction in hand")
+        dispatcher.stop()
+        engine.stop()
+    finally:
+        await close_quietly(stack)
+    failure: BaseException | None = dispatcher.failure or engine.failure
+    return failure
