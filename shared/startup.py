@@ -37,6 +37,7 @@ from typing import Any
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from shared._aiokafka_internals import throttle_failed_metadata_updates
 from shared.errors import BrokerUnavailable
 from shared.health import Readiness, Verdict
 from shared.kafka import GroupMembership, install_membership, kafka_client_options
@@ -256,8 +257,10 @@ async def close_quietly(stack: AsyncExitStack) -> None:
 
 def prepare_process(settings: Settings) -> None:
     """For a service's entry point, after logging is configured: the Kafka client's
-    repeated lines limited, and its group consumers' membership (replica id, timeouts)."""
+    repeated lines limited, its failed metadata updates throttled, and its group
+    consumers' membership (replica id, timeouts)."""
     limit_repeats(("aiokafka",), settings.outage_log_interval)
+    throttle_failed_metadata_updates()
     # One INFO line per outbound request is a line per delivery: thousands a second.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

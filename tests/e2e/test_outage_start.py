@@ -3,7 +3,9 @@
 Ingress, admin, dispatcher and delivery are started as processes against a broker that
 is not running yet (its ports chosen and kept free). For the outage each answers
 ``/readyz`` with 503 and the reason, stays alive, and writes only a bounded number of
-lines about it; once the broker starts, each becomes ready on its own.
+lines about it; once the broker starts, each becomes ready on its own. Then the
+broker stops while they run: each turns not ready within seconds, again writes a
+bounded number of lines, and is ready again on its own when the broker is back.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from localkafka import LocalKafka
 from shared.settings import Settings
 from testkit import free_port_pair
+from testkit.kafka import wait_until
 from tests.e2e.stack import Stack
 
 OUTAGE = 30.0  # seconds the services run before the broker starts
@@ -40,6 +43,10 @@ def outage_lines(log: str) -> list[str]:
         if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
             out.append(line)
     return out
+
+
+def _per_minute(counted: dict[str, int], minutes: float) -> dict[str, float]:
+    return {s: round(n / minutes, 1) for s, n in counted.items()}
 
 
 async def _readyz(client: httpx.AsyncClient, port: int) -> tuple[int, dict[str, object]]:
@@ -87,14 +94,43 @@ async def test_services_started_without_kafka_become_ready_when_it_comes(
                 except (RuntimeError, TimeoutError) as exc:
                     raise AssertionError(f"{exc}\n{stack.tail(replica.name)}") from exc
                 assert replica.process.starts == 1, "ready without a restart"
-        print(
-            "\noutage lines per minute:",
-            {s: round(n / outage_minutes, 1) for s, n in counted.items()},
-        )
+            print("\nstart-up outage, lines per minute:", _per_minute(counted, outage_minutes))
+            for service, lines in counted.items():
+                assert lines / outage_minutes < MAX_LINES_PER_MINUTE, (
+                    f"{service} wrote {lines} lines in {outage_minutes:.1f} min of outage:\n"
+                    + "\n".join(outage_lines(stack.tail(f"{service}-0", 100_000))[:40])
+                )
+
+            # The broker goes away while they run: not ready within seconds, the outage
+            # told at a bounded rate, ready again on their own when it is back.
+            before = {s: len(stack.tail(f"{s}-0", 1_000_000).splitlines()) for s in SERVICES}
+            await asyncio.to_thread(broker.stop)
+            began = time.monotonic()
+            for service in SERVICES:
+                port = stack.replicas[f"{service}-0"].ports[service]
+
+                async def not_ready(port: int = port) -> bool:
+                    return (await _readyz(client, port))[0] == 503
+
+                await wait_until(
+                    not_ready, timeout=15, interval=0.5, message=f"{service} not ready"
+                )
+            flipped = time.monotonic() - began
+            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - began)))
+            outage_minutes = (time.monotonic() - began) / 60
+            counted = {
+                s: len(outage_lines("\n".join(stack.tail(f"{s}-0", 1_000_000).splitlines()[n:])))
+                for s, n in before.items()
+            }
+            await asyncio.to_thread(broker.start)
+            for replica in stack.replicas.values():
+                await replica.process.wait_ready(120)
+                assert replica.process.starts == 1, "ready again without a restart"
+        print(f"all not ready {flipped:.1f} s after the broker stopped")
+        print("running outage, lines per minute:", _per_minute(counted, outage_minutes))
         for service, lines in counted.items():
             assert lines / outage_minutes < MAX_LINES_PER_MINUTE, (
-                f"{service} wrote {lines} lines in {outage_minutes:.1f} min of outage:\n"
-                + "\n".join(outage_lines(stack.tail(f"{service}-0", 100_000))[:40])
+                f"{service} wrote {lines} lines in {outage_minutes:.1f} min of outage"
             )
     finally:
         await stack.stop()
