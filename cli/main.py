@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,10 +66,9 @@ def _checked(service: str, command: Command) -> Command:
             from shared.errors import BrokerUnavailable
             from shared.kafka_access import preflight
 
-            try:
+            # No broker answering yet is no refusal: the service waits for one, and checks then.
+            with contextlib.suppress(BrokerUnavailable):
                 asyncio.run(preflight(settings, service))
-            except BrokerUnavailable:
-                pass  # no broker answers yet: the service waits for one, and checks then
         return command(args, settings)
 
     return run
