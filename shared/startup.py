@@ -217,11 +217,21 @@ class KafkaStartup:
         raise error
 
     @contextlib.asynccontextmanager
-    async def in_background(self, attempt: Attempt) -> AsyncIterator[None]:
+    async def in_background(self, attempt: Attempt, *, settle: float = 10.0) -> AsyncIterator[None]:
         """Start in a task while the block runs (an ASGI lifespan serving meanwhile); close
-        what started when the block ends."""
+        what started when the block ends.
+
+        The block is entered once the first attempt has ended or ``settle`` seconds have
+        passed: with Kafka there, the app is ready when its server starts serving, as an
+        app whose lifespan starts everything inline would be; without it, the server
+        answers (not ready) while the attempts go on.
+        """
         stop = asyncio.Event()
         task = asyncio.create_task(self._open_or_fail(attempt, stop), name=f"up-{self.service}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle
+        while not task.done() and self.problem is None and loop.time() < deadline:
+            await asyncio.sleep(0.02)
         try:
             yield
         finally:

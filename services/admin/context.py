@@ -228,7 +228,9 @@ class AdminContext:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # The API answers (503, /readyz not ready) while Kafka is being reached.
         try:
-            async with self.startup.in_background(self._start):
+            # Entered once Kafka answered the first attempt and the views caught up (as
+            # long as that takes with a backlog, up to the waits below), or once it failed.
+            async with self.startup.in_background(self._start, settle=2 * OPS_VIEW_WAIT + 30):
                 yield
         finally:
             self._producer = self._offsets = self._view = None
