@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,9 +63,12 @@ def _checked(service: str, command: Command) -> Command:
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.kafka_security_protocol != "PLAINTEXT":
+            from shared.errors import BrokerUnavailable
             from shared.kafka_access import preflight
 
-            asyncio.run(preflight(settings, service))
+            # No broker answering yet is no refusal: the service waits for one, and checks then.
+            with contextlib.suppress(BrokerUnavailable):
+                asyncio.run(preflight(settings, service))
         return command(args, settings)
 
     return run

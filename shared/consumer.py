@@ -178,8 +178,16 @@ class ConsumerRunner:
         if not self._drained:
             await self.drain(0.0)
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            try:
+                await consumer.stop()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiokafka's fetcher awaits the fetch it cancels and lets that
+                # cancellation out of stop() (a fetch in its retry backoff): not ours.
+                log.debug("consumer stopped", extra={"consumer": self.name})
 
     def stop_fetching(self) -> None:
         """Fetch nothing more; the round in hand still finishes (see :meth:`stop`)."""

@@ -174,6 +174,10 @@ async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
     if not server.started:
         logging.getLogger(f"hookline.{name}").error("server did not start")
         return 1
+    from shared.startup import fatal_error  # the start-up helper imports this module
+
+    if fatal_error() is not None:
+        return 1  # its start-up met what no retry fixes (logged there)
     logging.getLogger(f"hookline.{name}").info("stopped")
     return 0
 

@@ -9,6 +9,7 @@ Kafka security in force (:mod:`shared.kafka_security`): the one passed as
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,43 @@ from shared.kafka_security import KafkaSecurity, current_security
 from shared.topics import Topics, TopicSpec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembership:
+    """How this process's group consumers join their groups (see docs/replicated-cluster.md).
+
+    ``instance_id`` (the replica id) makes each member static (KIP-345): a replica that
+    restarts under the same id takes its partitions back the moment it rejoins, instead
+    of after the dead member's session times out, and without a rebalance. Static
+    members do not leave on close, so a replica stopped for good holds its partitions
+    idle for ``session_timeout_ms`` (the broker's minimum is 6 s). Without an id, members
+    are dynamic, as in tests that run several in one process.
+    """
+
+    instance_id: str | None = None
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 2_000
+
+    def options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+        }
+        if self.instance_id:
+            out["group_instance_id"] = self.instance_id
+        return out
+
+
+_membership: contextvars.ContextVar[GroupMembership | None] = contextvars.ContextVar(
+    "hookline_group_membership", default=None
+)
+
+
+def install_membership(membership: GroupMembership) -> None:
+    """For a service's entry point: its group consumers join with ``membership``. One
+    process holds one member per group (each of its groups is a different one)."""
+    _membership.set(membership)
 
 
 def kafka_client_options(security: KafkaSecurity | None = None) -> dict[str, Any]:
@@ -102,6 +140,8 @@ def create_consumer(
         "max_partition_fetch_bytes": 32 * 1024 * 1024,
         "fetch_max_bytes": 64 * 1024 * 1024,
     }
+    if group_id is not None:
+        options.update((_membership.get() or GroupMembership()).options())
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
 

@@ -187,3 +187,59 @@ class LogEvery:
         self._next = now + self._interval
         left_out, self._left_out = self._left_out, 0
         return left_out
+
+
+class RepeatLimiter(logging.Filter):
+    """Lets one record per ``interval`` through for each (logger, message template).
+
+    A Kafka client that cannot reach its broker logs the same few lines at every retry,
+    hundreds a second across a service's clients during an outage. The first record of
+    a kind is written at once; the ones that follow within ``interval`` are counted and
+    dropped, and the next one written after it carries the count as ``repeated``.
+    Digits in a template count as one (some clients put node ids and ports in the text).
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._interval = interval
+        self._clock = clock
+        self._next: dict[tuple[str, str], float] = {}
+        self._dropped: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        key = (record.name, _template(str(record.msg)))
+        now = self._clock()
+        if now < self._next.get(key, 0.0):
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        if len(self._next) > 4096:  # templates are few; this only bounds a pathological case
+            self._next.clear()
+            self._dropped.clear()
+        self._next[key] = now + self._interval
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.repeated = dropped
+            record.repeated_within_s = self._interval
+        return True
+
+
+@lru_cache(maxsize=1024)
+def _template(text: str) -> str:
+    return "".join("#" if c.isdigit() else c for c in text[:200])
+
+
+def limit_repeats(prefixes: tuple[str, ...] = ("aiokafka",), interval: float = 30.0) -> None:
+    """Put a :class:`RepeatLimiter` on every handler of the root logger (call after
+    :func:`configure_logging`): the Kafka client's own loggers write at most one line per
+    template per ``interval`` while a broker is away."""
+    limiter = RepeatLimiter(prefixes, interval)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(limiter)

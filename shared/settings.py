@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     kafka_access_check_interval: float = Field(
         default=30.0, gt=0, description="seconds between re-checks of this service's ACLs"
     )
+    # Group membership and outages (docs/replicated-cluster.md)
+    kafka_session_timeout: float = Field(
+        default=10.0,
+        ge=6,
+        le=300,
+        description="seconds a silent group member keeps its partitions (broker minimum: 6)",
+    )
+    kafka_static_membership: bool = Field(
+        default=True,
+        description="join consumer groups as the replica id (KIP-345) when one is set",
+    )
+    outage_log_interval: float = Field(
+        default=30.0, gt=0, description="seconds between repeated log lines of a Kafka outage"
+    )
 
     # Security
     admin_token: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -4,8 +4,9 @@
 database of the operations data and its materializer, the job runner
 (replays, recoveries), and a small consumer used only to read the config
 topic's end offsets. Its :meth:`AdminContext.lifespan` creates the topics,
-starts them, waits for the config view to catch up, and stops them in reverse
-order. The operations view catches up behind: until it has, ``/readyz`` says
+starts them, waits for the config view to catch up (in the background, retried
+with backoff while Kafka does not answer: :mod:`shared.startup`), and stops them
+in reverse order. The operations view catches up behind: until it has, ``/readyz`` says
 not ready and the routes that read it answer 503; the job runner starts (and
 resumes interrupted jobs) once it has.
 
@@ -39,6 +40,7 @@ from shared.errors import BrokerUnavailable, ConfigurationError, Unavailable
 from shared.health import Readiness
 from shared.kafka import create_consumer, create_producer, ensure_topics, topic_partitions
 from shared.settings import Settings
+from shared.startup import KafkaStartup
 from shared.topics import Topics, topic_registry
 
 from .audit import AuditTrail
@@ -132,6 +134,10 @@ class AdminContext:
             audit_retention_days=settings.audit_retention_days,
         )
         self.readiness = Readiness()
+        self.startup = KafkaStartup("admin")
+        self.startup.register(
+            self.readiness, secured=settings.kafka_security_protocol != "PLAINTEXT"
+        )
         self.readiness.add("config_view", lambda: self._view is not None and self._view.ready)
         self.readiness.add("broker", self._broker_reachable)
         self.readiness.add(
@@ -224,6 +230,18 @@ class AdminContext:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # The API answers (503, /readyz not ready) while Kafka is being reached.
+        try:
+            # Entered once Kafka answered the first attempt and the views caught up (as
+            # long as that takes with a backlog, up to the waits below), or once it failed.
+            async with self.startup.in_background(self._start, settle=2 * OPS_VIEW_WAIT + 30):
+                yield
+        finally:
+            self._producer = self._offsets = self._view = None
+            self._db = self._materializer = None
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Every Kafka part, in order; an attempt that fails is retried from the top."""
         settings = self.settings
         bootstrap = settings.kafka_bootstrap_servers
         report = await ensure_topics(
@@ -231,50 +249,44 @@ class AdminContext:
         )
         for line in report.differences:
             log.warning("topic differs from the registry", extra={"difference": line})
-        async with contextlib.AsyncExitStack() as stack:
-            producer = create_producer(bootstrap, client_id="hookline-admin")
-            await producer.start()
-            stack.push_async_callback(producer.stop)
-            self._audit = await stack.enter_async_context(
-                AuditTrail(bootstrap, self.topics.audit, publish_timeout=settings.publish_timeout)
-            )
-            offsets = create_consumer(bootstrap, group_id=None, client_id="hookline-admin-offsets")
-            await offsets.start()
-            stack.push_async_callback(offsets.stop)
-            partitions = await topic_partitions(bootstrap, self.topics.config)
-            if not partitions:
-                raise BrokerUnavailable(f"the config topic {self.topics.config} does not exist")
-            view = await stack.enter_async_context(
-                ConfigView(bootstrap, self.topics.config, secret_box=self.box)
-            )
-            db = await stack.enter_async_context(ViewDatabase(view_path(settings)))
-            materializer = await stack.enter_async_context(Materializer(bootstrap, self.topics, db))
-            await view.wait_ready()
-            self.config_partitions = [TopicPartition(self.topics.config, p) for p in partitions]
-            self._producer, self._offsets, self._view = producer, offsets, view
-            self._db, self._materializer = db, materializer
-            stop = asyncio.Event()
-            behind = asyncio.create_task(self._once_caught_up(stop), name="admin-jobs")
-            stack.push_async_callback(_finish, behind, stop)
+        await self.startup.check_access(settings, stack)
+        producer = create_producer(bootstrap, client_id="hookline-admin")
+        stack.push_async_callback(producer.stop)
+        await producer.start()
+        self._audit = await stack.enter_async_context(
+            AuditTrail(bootstrap, self.topics.audit, publish_timeout=settings.publish_timeout)
+        )
+        offsets = create_consumer(bootstrap, group_id=None, client_id="hookline-admin-offsets")
+        stack.push_async_callback(offsets.stop)
+        await offsets.start()
+        partitions = await topic_partitions(bootstrap, self.topics.config)
+        if not partitions:
+            raise BrokerUnavailable(f"the config topic {self.topics.config} does not exist")
+        view = await stack.enter_async_context(
+            ConfigView(bootstrap, self.topics.config, secret_box=self.box)
+        )
+        db = await stack.enter_async_context(ViewDatabase(view_path(settings)))
+        materializer = await stack.enter_async_context(Materializer(bootstrap, self.topics, db))
+        await view.wait_ready()
+        self.config_partitions = [TopicPartition(self.topics.config, p) for p in partitions]
+        self._producer, self._offsets, self._view = producer, offsets, view
+        self._db, self._materializer = db, materializer
+        stop = asyncio.Event()
+        behind = asyncio.create_task(self._once_caught_up(stop), name="admin-jobs")
+        stack.push_async_callback(_finish, behind, stop)
+        with contextlib.suppress(TimeoutError):
+            # A long backlog must not hold the API back; the view fills in behind.
+            await materializer.wait_ready(OPS_VIEW_WAIT)
+        if materializer.ready:
+            # Ready to serve all of it: the job runner follows the view at once.
             with contextlib.suppress(TimeoutError):
-                # A long backlog must not hold the API back; the view fills in behind.
-                await materializer.wait_ready(OPS_VIEW_WAIT)
-            if materializer.ready:
-                # Ready to serve all of it: the job runner follows the view at once.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._jobs_up.wait(), OPS_VIEW_WAIT)
-            else:
-                log.warning("the operations view is still catching up; serving meanwhile")
-            log.info(
-                "admin API ready",
-                extra={"config_topic": self.topics.config, "entities": _count(view)},
-            )
-            try:
-                yield
-            finally:
-                self._producer = self._offsets = self._view = None
-                self._db = self._materializer = None
-                # The trail stays until its context leaves: the queued refusals are written.
+                await asyncio.wait_for(self._jobs_up.wait(), OPS_VIEW_WAIT)
+        else:
+            log.warning("the operations view is still catching up; serving meanwhile")
+        log.info(
+            "admin API ready",
+            extra={"config_topic": self.topics.config, "entities": _count(view)},
+        )
 
     async def _once_caught_up(self, stop: asyncio.Event) -> None:
         """Once the view has caught up: the job runner (resuming jobs), the health series."""

@@ -3,10 +3,11 @@
 It serves ``/v1/...``, ``/openapi.json`` and its own ``/healthz``, ``/readyz``
 and ``/metrics`` on ``HOOKLINE_ADMIN_PORT``, a port that is never exposed to the
 internet. Start: JSON logging; the app's lifespan creates the topics, starts
-its producer and reads ``config`` to its end (the operations view catches up behind,
-``/readyz`` saying so until it has); SIGTERM or
-SIGINT: stop accepting connections, finish in-flight requests, stop the clients,
-exit 0. A server that cannot start (its port taken, Kafka unreachable) exits 1.
+its producer and reads ``config`` to its end, in the background and retried with
+backoff while Kafka does not answer (the API answers 503 and ``/readyz`` says why
+meanwhile; the operations view catches up behind); SIGTERM or SIGINT: stop accepting
+connections, finish in-flight requests, stop the clients, exit 0. A server that cannot
+start (its port taken, a credential or grant Kafka refuses) exits 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shared import tracing
 from shared.health import quiet_server, run_service, serve_until_signalled
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import prepare_process
 
 from .app import create_admin_app
 
@@ -40,5 +42,6 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     configure_logging("admin", settings.log_level, fmt=settings.log_format)
+    prepare_process(settings)
     tracing.configure("admin")
     return run_service(serve(settings))

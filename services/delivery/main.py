@@ -1,7 +1,10 @@
 """``hookline delivery``: the delivery service with its health routes, until SIGTERM.
 
-SIGTERM or SIGINT: stop fetching, finish or hand off in-flight deliveries within
-``HOOKLINE_SHUTDOWN_GRACE``, commit, exit 0.
+Start: ``/readyz`` is served at once, not ready with the reason until the service's
+Kafka parts have started, retried with backoff while Kafka does not answer
+(:mod:`shared.startup`); a consumer that stops on a failure has every part closed and
+started again, in the process. SIGTERM or SIGINT: stop fetching, finish or hand off
+in-flight deliveries within ``HOOKLINE_SHUTDOWN_GRACE``, commit, exit 0.
 
 The process is tuned here, in its entry point, and nowhere else (:func:`tuned_process`):
 tests and benchmarks that build a ``DeliveryService`` keep their interpreter as it is,
@@ -10,16 +13,19 @@ and the benchmark calls the same tuning to measure what production runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 
 from services.delivery._service import DeliveryService
 from shared import tracing
-from shared.health import HealthServer, Readiness, run_service, stop_signals
+from shared.health import HealthServer, Readiness, Verdict, run_service, stop_signals
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import KafkaStartup, close_quietly, prepare_process
 
 log = logging.getLogger("hookline.delivery")
 
@@ -51,28 +57,58 @@ def tuned_process() -> Iterator[None]:
 async def serve(settings: Settings) -> int:
     stop = stop_signals()
     readiness = Readiness()
-    async with DeliveryService(settings) as service:
-        readiness.add("delivery", service.readiness)
-        async with HealthServer(
-            readiness, host=settings.host, port=settings.delivery_port
-        ) as health:
-            with tuned_process():
-                log.info("delivery service started", extra={"port": settings.delivery_port})
-                await health.until(stop)
-                log.info("delivery service stopping")
-                await service.shutdown()
+    startup = KafkaStartup("delivery")
+    startup.register(readiness, secured=settings.kafka_security_protocol != "PLAINTEXT")
+    services: list[DeliveryService] = []
+    readiness.add(
+        "delivery",
+        lambda: services[0].readiness() if services else Verdict(False, "not started"),
+    )
+
+    async def start(stack: AsyncExitStack) -> None:
+        await startup.check_access(settings, stack)
+        await startup.watch(settings.kafka_bootstrap_servers, stack)
+        services[:] = [await stack.enter_async_context(DeliveryService(settings))]
+
+    async with HealthServer(readiness, host=settings.host, port=settings.delivery_port) as health:
+        while not stop.is_set():
+            # Served from the start: not ready, with the reason, until Kafka has answered.
+            stack = await startup.open(start, stop)
+            if stack is None:
+                break
+            try:
+                service = services[0]
+                with tuned_process():
+                    log.info("delivery service started", extra={"port": settings.delivery_port})
+                    stopped = await _until_stopped(service, stop, health)
+                    log.info("delivery service stopping")
+                    await service.shutdown()
+            finally:
+                await close_quietly(stack)
+            if stopped is None:
+                break
+            # A consumer that failed for good: every part started again, in this process.
+            log.warning("a delivery consumer stopped; starting again", extra={"consumer": stopped})
+            startup.restarting(f"restarting after consumer {stopped} stopped")
     log.info("delivery service stopped")
     return 0
 
 
-def quiet_client_logs() -> None:
-    """httpx logs every request's whole URL at INFO, and a subscription's URL may hold a
-    token: the delivery service names receivers by host only (its own lines do)."""
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+async def _until_stopped(
+    service: DeliveryService, stop: asyncio.Event, health: HealthServer
+) -> str | None:
+    """Until SIGTERM (None), or a consumer's stop (its name)."""
+    while not stop.is_set() and not health.failed:
+        stopped = [loop.name for loop in service.loops if not loop.running]
+        if stopped:
+            return ", ".join(stopped)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    return None
 
 
 def run(settings: Settings) -> int:
     configure_logging("delivery", settings.log_level, fmt=settings.log_format)
-    quiet_client_logs()
+    prepare_process(settings)
     tracing.configure("delivery")
     return run_service(serve(settings))

@@ -5,10 +5,11 @@ served on the internal port (``HOOKLINE_INGRESS_INTERNAL_PORT``) by
 ``services.ingress.main`` from the app's ``state.readiness``; here they are 404 like
 any other path outside ``/webhooks/...``.
 
-Lifecycle (the Starlette lifespan): start — ensure the topics exist, start the
-idempotent producer, read the config topic to its end, then enter the caller's
+Lifecycle (the Starlette lifespan): start — in the background, retried with backoff
+while Kafka does not answer (:mod:`shared.startup`): ensure the topics exist, start
+the idempotent producer, read the config topic to its end, then enter the caller's
 ``while_serving`` context (the entry point's process tuning); ready — requests are
-served (before that they get 503); stop — leave ``while_serving``, stop routing to
+served (before that they get 503, and ``/readyz`` says why); stop — leave ``while_serving``, stop routing to
 the pipeline, drain the producer (flush what is in flight), close the config view.
 
 Every error is answered as an RFC 9457 problem document: the pipeline's refusals by
@@ -29,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -46,6 +47,7 @@ from shared.health import Readiness
 from shared.kafka import ensure_topics
 from shared.problems import problem_for_http_exception, problem_response
 from shared.settings import Settings
+from shared.startup import KafkaStartup
 from shared.topics import topic_registry
 
 from ._handler import WebhookIngress
@@ -115,26 +117,38 @@ def create_ingress_app(
     readiness.add("config", lambda: bool(state.get("view_ready")))
     readiness.add("producer", lambda: bool(state.get("publisher_ready")))
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    startup = KafkaStartup("ingress")
+    startup.register(readiness, secured=settings.kafka_security_protocol != "PLAINTEXT")
+
+    async def start(stack: AsyncExitStack) -> None:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             topics,
             replication_factor=settings.replication_factor,
         )
-        async with (
-            Publisher(settings.kafka_bootstrap_servers, topics.inbound) as publisher,
-            ConfigView(settings.kafka_bootstrap_servers, topics.config, secret_box=box) as view,
-        ):
-            await view.wait_ready()
-            ingress.bind(view, publisher)
-            state.update(view_ready=True, publisher_ready=True)
-            try:
-                with while_serving():
-                    yield
-            finally:
-                state.clear()
-                ingress.bind(None, None)
+        await startup.check_access(settings, stack)
+        await startup.watch(settings.kafka_bootstrap_servers, stack)
+        publisher = await stack.enter_async_context(
+            Publisher(settings.kafka_bootstrap_servers, topics.inbound)
+        )
+        view = await stack.enter_async_context(
+            ConfigView(settings.kafka_bootstrap_servers, topics.config, secret_box=box)
+        )
+        await view.wait_ready()
+        stack.enter_context(while_serving())
+        stack.callback(_unbind)
+        ingress.bind(view, publisher)
+        state.update(view_ready=True, publisher_ready=True)
+
+    def _unbind() -> None:
+        state.clear()
+        ingress.bind(None, None)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The server answers (503, /readyz not ready) while Kafka is being reached.
+        async with startup.in_background(start):
+            yield
 
     routes = [Route("/webhooks/{webhook_id}", _Endpoint(ingress, "generic"), methods=["POST"])]
     routes += [

@@ -42,6 +42,7 @@ from shared.health import (
 )
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.startup import prepare_process
 
 from ._app import create_ingress_app
 from ._edge import EdgeLimits, edge_protocol
@@ -132,4 +133,5 @@ def serving_app(settings: Settings) -> Starlette:
 
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level, fmt=settings.log_format)
+    prepare_process(settings)
     return run_service(serve(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from .conftest import AUTH, Admin, AdminProcess, spawn
 
 pytestmark = pytest.mark.kafka
 
+# ``make test`` sends 5 examples per operation; ``make test-faults`` more
+# (HOOKLINE_SCHEMATHESIS_EXAMPLES).
+EXAMPLES = int(os.environ.get("HOOKLINE_SCHEMATHESIS_EXAMPLES", "5"))
 SCHEMATHESIS = "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'st'; sys.exit(schemathesis())"
 
 
@@ -51,6 +55,7 @@ async def test_the_document_describes_every_operation(admin: Admin):
     assert paths["/healthz"]["get"]["security"] == []
 
 
+@pytest.mark.timeout(max(300, EXAMPLES * 45))
 def test_schemathesis_finds_no_server_error(
     settings: Settings, admin_processes: list[AdminProcess], tmp_path: Path
 ):
@@ -72,7 +77,7 @@ def test_schemathesis_finds_no_server_error(
             "--exclude-checks",
             "positive_data_acceptance",
             "--max-examples",
-            "5",
+            str(EXAMPLES),
             "--seed",
             "20261127",
             "--no-shrink",
@@ -84,7 +89,7 @@ def test_schemathesis_finds_no_server_error(
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=max(240, EXAMPLES * 40),
         check=False,
     )
     output = result.stdout + result.stderr

@@ -181,7 +181,7 @@ async def test_an_operations_subscription_hears_a_failing_subscription_disabled_
     exhausted = told["delivery.exhausted"].event["data"]
     assert exhausted["subscription_id"] == "down" and exhausted["attempts"] == 4
     # The service's log lines name the disabled subscription by id and host, never its URL
-    # (httpx's own request lines are quieted by the entry point: main.quiet_client_logs).
+    # (httpx's own request lines are quieted by every entry point: startup.quiet_client_logs).
     lines = [
         JsonFormatter("delivery").format(r)
         for r in caplog.records

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 
-from services.delivery.main import GC_YOUNG_THRESHOLD, quiet_client_logs, tuned_process
+from services.delivery.main import GC_YOUNG_THRESHOLD, tuned_process
 from shared.settings import Settings
+from shared.startup import quiet_client_logs
 from shared.topics import Topics
 from testkit.receivers import Receiver
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import string
 import uuid
 from pathlib import Path
@@ -106,7 +107,12 @@ def _sign(route: str, body: bytes) -> dict[str, str]:
     return {}
 
 
+# ``make test`` throws 600; ``make test-faults`` 10,000 (HOOKLINE_BAD_INPUT_EXAMPLES).
+BAD_INPUT_EXAMPLES = int(os.environ.get("HOOKLINE_BAD_INPUT_EXAMPLES", "600"))
+
+
 @pytest.mark.kafka
+@pytest.mark.timeout(max(120, BAD_INPUT_EXAMPLES // 10))
 async def test_generated_requests_never_get_a_server_error(
     settings: Settings, topics: Topics
 ) -> None:
@@ -128,7 +134,7 @@ async def test_generated_requests_never_get_a_server_error(
         loop = asyncio.get_running_loop()
 
         @hsettings(
-            max_examples=600,
+            max_examples=BAD_INPUT_EXAMPLES,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,
