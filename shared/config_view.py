@@ -21,6 +21,7 @@ from shared.deadletter import DeadLetters
 from shared.entities import ENTITY_TYPES, Entity, Subscription, Webhook, Workflow
 from shared.errors import PoisonMessage, SecretError
 from shared.follower import TopicFollower
+from shared.subscription_index import SubscriptionIndex
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class ConfigView(TopicFollower):
         self._box = secret_box
         self._dead_letters = dead_letters
         self._entities: dict[str, Entity] = {}
+        # Per kind, so listing one kind does not walk the others (webhooks and
+        # subscriptions may each number in the hundreds of thousands).
+        self._by_kind: dict[str, dict[str, Entity]] = {kind: {} for kind in ENTITY_TYPES}
+        self._subscriptions = SubscriptionIndex()
         self._listeners: list[Listener] = []
         # The one cache of decrypted secrets: per entity key, the entity it was made
         # from, its active secrets (newest first), when the first of them expires, and the
@@ -63,10 +68,7 @@ class ConfigView(TopicFollower):
         return entity if isinstance(entity, kind) else None
 
     def all(self, kind: type[E]) -> list[E]:
-        prefix = f"{kind.kind}/"
-        return [
-            e for k, e in self._entities.items() if k.startswith(prefix) and isinstance(e, kind)
-        ]
+        return [e for e in self._by_kind.get(kind.kind, {}).values() if isinstance(e, kind)]
 
     def webhook(self, webhook_id: str) -> Webhook | None:
         return self.get(Webhook, webhook_id)
@@ -78,8 +80,9 @@ class ConfigView(TopicFollower):
         return self.get(Workflow, workflow_id)
 
     def subscriptions_for(self, event_type: str, workflow_id: str | None) -> list[Subscription]:
-        """Enabled subscriptions that want this event type (and workflow, where they name some)."""
-        return [s for s in self.all(Subscription) if s.wants(event_type, workflow_id)]
+        """Enabled subscriptions that want this event type (and workflow, where they name
+        some), from an index: the cost follows the answer, not the number of subscriptions."""
+        return self._subscriptions.matching(event_type, workflow_id)
 
     def secrets(self, entity: Webhook | Subscription, now: datetime | None = None) -> list[str]:
         """The entity's secrets still valid at ``now``, decrypted; newest first.
@@ -118,7 +121,10 @@ class ConfigView(TopicFollower):
                 raise PoisonMessage(f"config key {key!r} is not <kind>/<id>")
             if value is None:
                 previous = self._entities.pop(key, None)
+                self._by_kind[kind_name].pop(key, None)
                 self._plain_cache.pop(key, None)
+                if kind_name == Subscription.kind:
+                    self._subscriptions.remove(key)
                 if previous is not None:
                     self._notify(key, None)
                 return
@@ -139,6 +145,9 @@ class ConfigView(TopicFollower):
                 )
             return
         self._entities[key] = entity
+        self._by_kind[kind_name][key] = entity
+        if isinstance(entity, Subscription):
+            self._subscriptions.put(key, entity)
         self._plain_cache.pop(key, None)
         self._notify(key, entity)
 
