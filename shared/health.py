@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,11 +145,15 @@ class HealthServer:
                 await self._task
 
 
-async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
+async def serve_until_signalled(
+    server: QuietServer, *, name: str, sockets: list[socket.socket] | None = None
+) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; 0, or 1 when it failed to start.
 
     uvicorn then stops accepting connections, lets in-flight requests finish and
-    runs the app's lifespan shutdown (which drains its Kafka clients).
+    runs the app's lifespan shutdown (which drains its Kafka clients). ``sockets``, when
+    given, are served instead of the host and port of the server's config (bound, and
+    put to listen only once the app's lifespan has started).
     """
     loop = asyncio.get_running_loop()
 
@@ -158,7 +163,7 @@ async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except (Exception, SystemExit) as exc:  # uvicorn exits when its lifespan fails
         logging.getLogger(f"hookline.{name}").error("server failed", extra={"error": repr(exc)})
         return 1

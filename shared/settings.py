@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     # Ingress
     max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     signature_tolerance: float = Field(default=300.0, gt=0)
+    ingress_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="ingress processes sharing the port (SO_REUSEPORT), one producer each",
+    )
+    ingress_kafka_client: Literal["aiokafka", "librdkafka"] = Field(
+        default="aiokafka",
+        description="the ingress producer's client library (both acks=all, idempotent)",
+    )
 
     # Dispatcher
     engine: Literal["kafka", "local"] = "kafka"

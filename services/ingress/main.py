@@ -1,5 +1,8 @@
 """``hookline ingress``: the public webhook app, one uvicorn server, until SIGTERM.
 
+With ``HOOKLINE_INGRESS_WORKERS=N`` (N > 1) it is N such processes on the one port
+(``SO_REUSEPORT``), forked and stopped together by a supervisor (``_workers``).
+
 Lifecycle: the server starts and runs the app's lifespan (topics, producer,
 config view); SIGTERM or SIGINT: it stops accepting connections, lets in-flight
 requests finish, runs the lifespan's shutdown (the producer drains), and ``run``
@@ -25,9 +28,15 @@ from shared.logging import configure_logging
 from shared.settings import Settings
 
 from ._app import create_ingress_app
+from ._workers import reuse_port_socket, supervise
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
+    """Serve until signalled; with ``reuse_port``, on a socket of its own that shares the
+    port with the other workers (``SO_REUSEPORT``)."""
+    sockets = None
+    if reuse_port:
+        sockets = [reuse_port_socket(settings.host, settings.ingress_port)]
     server = quiet_server(
         serving_app(settings),
         settings.host,
@@ -40,7 +49,7 @@ async def serve(settings: Settings) -> int:
         # uvicorn's own rewrite would trust loopback peers behind our back.
         proxy_headers=False,
     )
-    return await serve_until_signalled(server, name="ingress")
+    return await serve_until_signalled(server, name="ingress", sockets=sockets)
 
 
 def tune_process() -> None:
@@ -73,4 +82,7 @@ def serving_app(settings: Settings) -> Starlette:
 
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level, fmt=settings.log_format)
+    workers = settings.ingress_workers
+    if workers > 1:
+        return supervise(workers, lambda: run_service(serve(settings, reuse_port=True)))
     return run_service(serve(settings))
