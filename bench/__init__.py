@@ -10,5 +10,6 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.ingress",
     "bench.dispatcher",
     "bench.delivery",
+    "bench.e2e",
     "bench.opsdata",
 )
