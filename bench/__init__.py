@@ -11,5 +11,6 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.dispatcher",
     "bench.delivery",
     "bench.e2e",
+    "bench.scaling",
     "bench.opsdata",
 )
