@@ -217,8 +217,12 @@ class Provider:
 # -- the services ---------------------------------------------------------------------------
 
 
-async def _service(name: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
+async def _service(name: str, env: dict[str, str], log: Path | None) -> asyncio.subprocess.Process:
+    """``hookline <name>``; its log lines to ``log`` when given (else dropped)."""
+    with contextlib.ExitStack() as stack:
+        out: Any = asyncio.subprocess.DEVNULL
+        if log is not None:
+            out = stack.enter_context(log.open("ab"))
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli", name, cwd=ROOT, env=env, stdout=out, stderr=out
         )
@@ -439,7 +443,8 @@ async def run(bootstrap: str) -> dict[str, Any]:
         "HOOKLINE_ALLOW_PRIVATE_DESTINATIONS": "true",
         "HOOKLINE_LOG_LEVEL": "WARNING",
     }
-    logs = Path(os.environ.get("HOOKLINE_BENCH_LOG_DIR", "/tmp")) / f"{prefix}log"
+    log_dir = os.environ.get("HOOKLINE_BENCH_LOG_DIR")  # the services' logs, when wanted
+    logs = Path(log_dir) / f"{prefix}log" if log_dir else None
     services = [await _service(name, env, logs) for name in ("ingress", "dispatcher", "delivery")]
     provider = Provider(ingress_port)
     try:

@@ -3,23 +3,26 @@
 For each size N (``HOOKLINE_BENCH_SCALES``, comma-separated) a fresh set of topics gets
 N webhooks and N subscriptions on N/10 workflows: each workflow has ten subscriptions
 (so every lifecycle event matches ten of them, whatever N is) and each webhook binds
-one workflow. Written as pre-encoded records in pipelined batches. Then
+one workflow. Written as pipelined batches of records. Then, for every size at once,
 ``hookline ingress``, ``hookline dispatcher`` (the Kafka engine: dispatch alone) and
-``hookline delivery`` run as processes, each with its config view of all 2N entities,
-and are measured one at a time:
+``hookline delivery`` run as processes, each with its config view of all 2N entities;
+the sizes are measured in interleaved rounds (``HOOKLINE_BENCH_ROUNDS``, the order
+turning each round), after a first round that meets every entity for the first time
+(reported apart), with the service's CPU per unit of work beside each rate:
 
-- delivery (twice: the first round meets its subscriptions for the first time, the
-  second is the steady state): lifecycle events for workflows spread over all of them,
+- delivery: lifecycle events for workflows spread over all of them,
   each matching ten subscriptions whose receiver (another process, on loopback) answers
   at once; deliveries per second from the first event written to the last delivery
   succeeded (the service's own counter, read off its ``/metrics``);
-- dispatch (twice, likewise): inbound events for webhooks spread over all of them;
+- dispatch: inbound events for webhooks spread over all of them;
   events per second from the first written to the last processed (its ``/metrics``);
 - ingress: CPU per accepted request under the ingress bench's closed loop;
 - each service's resident memory (VmRSS) once it has read the configuration.
 
-Memory per entity is the growth of each service's RSS from the smallest size to the
-largest, over the entities added (webhooks and subscriptions: every view holds both).
+The ratios are the largest size's figures over the smallest's, the median of the
+per-round ratios. Memory per entity is the growth of each service's RSS from the
+smallest size to the largest, over the entities added (webhooks and subscriptions:
+every view holds both).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
 SCALES = [int(s) for s in os.environ.get("HOOKLINE_BENCH_SCALES", "10,1000,100000").split(",")]
 MATCHING = 10
+ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
 DELIVERY_EVENTS = 400  # × 10 subscriptions each
 DISPATCH_EVENTS = 3000
 BATCH = 5000
@@ -166,18 +172,20 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-async def measure_delivery(bootstrap: str, prefix: str, port: int, size: int, round_: int) -> float:
-    """Deliveries per second: lifecycle events each matching ten subscriptions."""
+async def measure_delivery(size: Size, round_: int) -> tuple[float, float]:
+    """(deliveries per second, the service's CPU µs per delivery): lifecycle events each
+    matching ten subscriptions."""
     from shared.cloudevents import encode
     from shared.kafka import create_producer
     from testkit.receivers import completed
 
-    workflows = max(1, size // MATCHING)
+    port, pid = size.ports["delivery"], size.processes["delivery"].pid
+    workflows = max(1, size.n // MATCHING)
     name = "hookline_delivery_attempts_total{"
-    before = await _metric(port, name)
+    before, cpu = await _metric(port, name), _cpu_seconds(pid)
     wanted = DELIVERY_EVENTS * MATCHING
     started = time.perf_counter()
-    async with create_producer(bootstrap, linger_ms=5) as producer:
+    async with create_producer(size.bootstrap, linger_ms=5) as producer:
         futures = []
         for n in range(DELIVERY_EVENTS):
             # Spread over the workflows: consecutive events hit distant parts of the index.
@@ -186,7 +194,7 @@ async def measure_delivery(bootstrap: str, prefix: str, port: int, size: int, ro
             rec = encode(completed(run_id, workflow), key=run_id, source="/bench")
             futures.append(
                 await producer.send(
-                    prefix + "workflow-events", rec.value, key=rec.key, headers=rec.headers
+                    size.prefix + "workflow-events", rec.value, key=rec.key, headers=rec.headers
                 )
             )
         await asyncio.gather(*futures)
@@ -195,23 +203,26 @@ async def measure_delivery(bootstrap: str, prefix: str, port: int, size: int, ro
         return await _metric(port, name) - before >= wanted
 
     await _until(delivered, 300, "deliveries")
-    return wanted / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return wanted / elapsed, (_cpu_seconds(pid) - cpu) / wanted * 1e6
 
 
-async def measure_dispatch(bootstrap: str, prefix: str, port: int, size: int, round_: int) -> float:
-    """Inbound events dispatched per second, for webhooks spread over all of them."""
+async def measure_dispatch(size: Size, round_: int) -> tuple[float, float]:
+    """(inbound events dispatched per second, CPU µs per event), for webhooks spread over
+    all of them."""
     from shared.cloudevents import encode
     from shared.kafka import create_producer
     from shared.messages import WebhookReceived
 
+    port, pid = size.ports["dispatcher"], size.processes["dispatcher"].pid
     name = "hookline_dispatcher_inbound_total{"
-    before = await _metric(port, name)
+    before, cpu = await _metric(port, name), _cpu_seconds(pid)
     now = datetime.now(UTC)
     started = time.perf_counter()
-    async with create_producer(bootstrap, linger_ms=5) as producer:
+    async with create_producer(size.bootstrap, linger_ms=5) as producer:
         futures = []
         for n in range(DISPATCH_EVENTS):
-            hook = (n * 7919) % size
+            hook = (n * 7919) % size.n
             event = WebhookReceived(
                 webhook_id=WEBHOOK_ID if hook == 0 else f"wh-{hook}",
                 provider="github",
@@ -222,7 +233,9 @@ async def measure_dispatch(bootstrap: str, prefix: str, port: int, size: int, ro
             )
             rec = encode(event, key=event.webhook_id, source="/bench")
             futures.append(
-                await producer.send(prefix + "inbound", rec.value, key=rec.key, headers=rec.headers)
+                await producer.send(
+                    size.prefix + "inbound", rec.value, key=rec.key, headers=rec.headers
+                )
             )
         await asyncio.gather(*futures)
 
@@ -230,67 +243,66 @@ async def measure_dispatch(bootstrap: str, prefix: str, port: int, size: int, ro
         return await _metric(port, name) - before >= DISPATCH_EVENTS
 
     await _until(dispatched, 300, "dispatch")
-    return DISPATCH_EVENTS / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return DISPATCH_EVENTS / elapsed, (_cpu_seconds(pid) - cpu) / DISPATCH_EVENTS * 1e6
 
 
-async def measure_ingress_cpu(port: int, pid: int) -> tuple[float, float]:
+async def measure_ingress(size: Size, round_: int) -> tuple[float, float]:
     """(requests/s, CPU µs per request) under the ingress bench's closed loop."""
-    cpu = _cpu_seconds(pid)
-    peak = await _run_load(port, None)
     from bench.ingress import DURATION, WARMUP
 
+    pid = size.processes["ingress"].pid
+    cpu = _cpu_seconds(pid)
+    peak = await _run_load(size.ports["ingress"], None)
     served = peak["requests_per_s"] * (WARMUP + DURATION) or float("nan")
     return peak["requests_per_s"], (_cpu_seconds(pid) - cpu) / served * 1e6
 
 
-async def one_size(bootstrap: str, size: int, receiver: str) -> dict[str, float]:
-    prefix = f"bench-scale-{size}-{uuid.uuid4().hex[:6]}."
-    written = await write_configuration(bootstrap, prefix, size, receiver)
-    ports = {name: _free_port() for name in ("ingress", "dispatcher", "delivery")}
-    env = {
-        **os.environ,
-        "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "HOOKLINE_TOPIC_PREFIX": prefix,
-        "HOOKLINE_TOPIC_PARTITIONS": "6",
-        "HOOKLINE_SECRET_KEY": SECRET_KEY,
-        "HOOKLINE_HOST": "127.0.0.1",
-        "HOOKLINE_INGRESS_PORT": str(ports["ingress"]),
-        "HOOKLINE_DISPATCHER_PORT": str(ports["dispatcher"]),
-        "HOOKLINE_DELIVERY_PORT": str(ports["delivery"]),
-        "HOOKLINE_REPLICA_ID": prefix,
-        "HOOKLINE_ENGINE": "kafka",
-        "HOOKLINE_ALLOW_INSECURE_URLS": "true",
-        "HOOKLINE_ALLOW_PRIVATE_DESTINATIONS": "true",
-        "HOOKLINE_LOG_LEVEL": "WARNING",
-    }
-    processes: dict[str, asyncio.subprocess.Process] = {}
-    out: dict[str, float] = {"config_write_s": round(written, 1)}
-    try:
+@dataclass
+class Size:
+    """One configuration size and the three services running over it."""
+
+    bootstrap: str
+    n: int
+    prefix: str
+    ports: dict[str, int]
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    async def start(self, receiver: str) -> None:
+        written = await write_configuration(self.bootstrap, self.prefix, self.n, receiver)
+        self.figures["config_write_s"] = round(written, 1)
+        env = {
+            **os.environ,
+            "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "HOOKLINE_TOPIC_PREFIX": self.prefix,
+            "HOOKLINE_TOPIC_PARTITIONS": "6",
+            "HOOKLINE_SECRET_KEY": SECRET_KEY,
+            "HOOKLINE_HOST": "127.0.0.1",
+            "HOOKLINE_INGRESS_PORT": str(self.ports["ingress"]),
+            "HOOKLINE_DISPATCHER_PORT": str(self.ports["dispatcher"]),
+            "HOOKLINE_DELIVERY_PORT": str(self.ports["delivery"]),
+            "HOOKLINE_REPLICA_ID": self.prefix,
+            "HOOKLINE_ENGINE": "kafka",
+            "HOOKLINE_ALLOW_INSECURE_URLS": "true",
+            "HOOKLINE_ALLOW_PRIVATE_DESTINATIONS": "true",
+            "HOOKLINE_LOG_LEVEL": "WARNING",
+        }
         started = time.perf_counter()
-        for name in ports:
-            processes[name] = await _service(name, env)
-        for name, port in ports.items():
-            await _ready(port, processes[name], timeout=120 + size / 500)
-        out["services_ready_s"] = round(time.perf_counter() - started, 1)
-        for name, process in processes.items():
-            out[f"{name}_rss_mib"] = round(_rss_mib(process.pid), 1)
-        # Twice each, the same entities both times: the first round meets every
-        # subscription and webhook for the first time (its secrets decrypted, its lane
-        # and breaker made); the second is the steady state, the figure compared.
-        for key, measure, port in (
-            ("delivery", measure_delivery, ports["delivery"]),
-            ("dispatch", measure_dispatch, ports["dispatcher"]),
-        ):
-            first = await measure(bootstrap, prefix, port, size, 1)
-            out[f"{key}_first_round_per_s"] = round(first, 1)
-            out[f"{key}_per_s"] = round(await measure(bootstrap, prefix, port, size, 2), 1)
-        rate, cpu_us = await measure_ingress_cpu(ports["ingress"], processes["ingress"].pid)
-        out["ingress_requests_per_s"] = round(rate, 1)
-        out["ingress_cpu_us_per_request"] = round(cpu_us, 1)
-    finally:
-        for process in processes.values():
+        for name in self.ports:
+            self.processes[name] = await _service(name, env)
+        for name, port in self.ports.items():
+            await _ready(port, self.processes[name], timeout=120 + self.n / 500)
+        self.figures["services_ready_s"] = round(time.perf_counter() - started, 1)
+        for name, process in self.processes.items():
+            self.figures[f"{name}_rss_mib"] = round(_rss_mib(process.pid), 1)
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
             await _stop(process)
-    return out
+
+
+MEASURES = {"delivery": measure_delivery, "dispatch": measure_dispatch, "ingress": measure_ingress}
 
 
 async def run(bootstrap: str) -> dict[str, Any]:
@@ -298,43 +310,69 @@ async def run(bootstrap: str) -> dict[str, Any]:
     receiver = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-c", RECEIVER, str(receiver_port)], stdout=subprocess.PIPE, text=True
     )
-    results: dict[int, dict[str, float]] = {}
+    sizes = [
+        Size(
+            bootstrap,
+            n,
+            f"bench-scale-{n}-{uuid.uuid4().hex[:6]}.",
+            {name: _free_port() for name in ("ingress", "dispatcher", "delivery")},
+        )
+        for n in SCALES
+    ]
+    rounds: dict[int, list[dict[str, float]]] = {size.n: [] for size in sizes}
     try:
         assert receiver.stdout is not None
         await asyncio.to_thread(receiver.stdout.readline)
-        for size in SCALES:
-            print(f"  {size:,} subscriptions …", flush=True)
-            results[size] = await one_size(
-                bootstrap, size, f"http://127.0.0.1:{receiver_port}/hook"
-            )
+        url = f"http://127.0.0.1:{receiver_port}/hook"
+        for size in sizes:
+            print(f"  {size.n:,} subscriptions: writing, starting …", flush=True)
+            await size.start(url)
+        # Round 0 meets every subscription and webhook for the first time (secrets
+        # decrypted, lanes and breakers made): reported apart, not in the medians.
+        for n in range(ROUNDS + 1):
+            shift = n % len(sizes)
+            for size in sizes[shift:] + sizes[:shift]:
+                row: dict[str, float] = {}
+                for key, measure in MEASURES.items():
+                    if n == 0 and key == "ingress":
+                        continue
+                    rate, cpu_us = await measure(size, n)
+                    row[f"{key}_per_s"], row[f"{key}_cpu_us"] = round(rate, 1), round(cpu_us, 1)
+                if n == 0:
+                    size.figures["delivery_first_round_per_s"] = row["delivery_per_s"]
+                    size.figures["dispatch_first_round_per_s"] = row["dispatch_per_s"]
+                else:
+                    rounds[size.n].append(row)
     finally:
+        for size in sizes:
+            await size.stop()
         receiver.kill()
         receiver.wait(timeout=5)
-    return summary(results)
+    return summary(sizes, rounds)
 
 
-def summary(results: dict[int, dict[str, float]]) -> dict[str, Any]:
-    """One row per size and figure; the largest size against the smallest as the ratio."""
+def summary(sizes: list[Size], rounds: dict[int, list[dict[str, float]]]) -> dict[str, Any]:
+    """Per size, the medians over the rounds; the largest size against the smallest, as
+    the median of the per-round ratios."""
     figures: dict[str, Any] = {}
-    for size, row in results.items():
-        for key, value in row.items():
-            figures[f"{size}_{key}"] = value
-    small, large = min(results), max(results)
+    for size in sizes:
+        for key, value in size.figures.items():
+            figures[f"{size.n}_{key}"] = value
+        for key in rounds[size.n][0]:
+            values = [r[key] for r in rounds[size.n]]
+            figures[f"{size.n}_{key}"] = round(statistics.median(values), 1)
+            figures[f"{size.n}_rounds_{key}"] = values
+    small, large = min(rounds), max(rounds)
     ratio = None
     if small != large:
-        for key in (
-            "delivery_per_s",
-            "delivery_first_round_per_s",
-            "dispatch_per_s",
-            "ingress_cpu_us_per_request",
-        ):
-            figures[f"{key}_{large}_over_{small}"] = round(
-                results[large][key] / results[small][key], 3
-            )
+        for key in rounds[small][0]:
+            per_round = [b[key] / a[key] for a, b in zip(rounds[small], rounds[large], strict=True)]
+            figures[f"{key}_{large}_over_{small}"] = round(statistics.median(per_round), 3)
         ratio = figures[f"delivery_per_s_{large}_over_{small}"]
+        by_n = {size.n: size for size in sizes}
         added = 2 * (large - small)  # webhooks and subscriptions: every view holds both
         for name in ("ingress", "dispatcher", "delivery"):
-            grown = results[large][f"{name}_rss_mib"] - results[small][f"{name}_rss_mib"]
+            grown = by_n[large].figures[f"{name}_rss_mib"] - by_n[small].figures[f"{name}_rss_mib"]
             figures[f"{name}_bytes_per_entity"] = round(grown * 1024 * 1024 / added)
     return {
         "name": "scaling",
