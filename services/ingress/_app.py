@@ -43,7 +43,7 @@ from shared.settings import Settings
 from shared.topics import topic_registry
 
 from ._handler import WebhookIngress
-from ._publisher import Publisher
+from ._publisher import open_publisher
 
 PROVIDERS = ("github", "gitlab", "slack")
 
@@ -110,7 +110,7 @@ def create_ingress_app(
             replication_factor=settings.replication_factor,
         )
         async with (
-            Publisher(settings.kafka_bootstrap_servers, topics.inbound) as publisher,
+            open_publisher(settings, topics.inbound) as publisher,
             ConfigView(settings.kafka_bootstrap_servers, topics.config, secret_box=box) as view,
         ):
             await view.wait_ready()
