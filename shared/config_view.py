@@ -46,7 +46,6 @@ class ConfigView(TopicFollower):
         )
         self._box = secret_box
         self._dead_letters = dead_letters
-        self._entities: dict[str, Entity] = {}
         # Per kind, so listing one kind does not walk the others (webhooks and
         # subscriptions may each number in the hundreds of thousands).
         self._by_kind: dict[str, dict[str, Entity]] = {kind: {} for kind in ENTITY_TYPES}
@@ -64,7 +63,7 @@ class ConfigView(TopicFollower):
     # -- lookups --------------------------------------------------------------------------
 
     def get(self, kind: type[E], entity_id: str) -> E | None:
-        entity = self._entities.get(f"{kind.kind}/{entity_id}")
+        entity = self._by_kind[kind.kind].get(f"{kind.kind}/{entity_id}")
         return entity if isinstance(entity, kind) else None
 
     def all(self, kind: type[E]) -> list[E]:
@@ -120,8 +119,7 @@ class ConfigView(TopicFollower):
             if model is None or not entity_id:
                 raise PoisonMessage(f"config key {key!r} is not <kind>/<id>")
             if value is None:
-                previous = self._entities.pop(key, None)
-                self._by_kind[kind_name].pop(key, None)
+                previous = self._by_kind[kind_name].pop(key, None)
                 self._plain_cache.pop(key, None)
                 if kind_name == Subscription.kind:
                     self._subscriptions.remove(key)
@@ -144,7 +142,6 @@ class ConfigView(TopicFollower):
                     offset=getattr(record, "offset", -1),
                 )
             return
-        self._entities[key] = entity
         self._by_kind[kind_name][key] = entity
         if isinstance(entity, Subscription):
             self._subscriptions.put(key, entity)
