@@ -10,7 +10,9 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.ingress",
     "bench.dispatcher",
     "bench.delivery",
-    "bench.opsdata",
     "bench.e2e",
+    "bench.scaling",
+    "bench.opsdata",
+    "bench.e2e_secure",
     "bench.tracing",
 )

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
 LOAD_FACTOR = 0.7
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
-KINDS = ("bare", "hookline", "hookline-https")
+KINDS = ("bare", "hookline")
 # The figures of the HTTPS side reported beside the plaintext ones (as https_<name>).
 HTTPS_FIGURES = (
     "requests_per_s",
@@ -88,20 +89,55 @@ def _bare_app() -> Any:
     )
 
 
-def serve(kind: str, port: int) -> None:
-    if kind != "bare":
+def _app(kind: str) -> Any:
+    from shared.logging import configure_logging
+    from shared.settings import Settings
+
+    if kind == "hookline":
+        from services.ingress.main import serving_app
+
+        # Production logging: one JSON line per request (written to /dev/null here).
+        configure_logging("ingress", "INFO")
+        return serving_app(Settings())
+    return _bare_app()
+
+
+def granian_app() -> Any:
+    """The app for granian, which imports it by name in its worker process."""
+    return _app(os.environ["HOOKLINE_BENCH_KIND"])
+
+
+def serve(kind: str, port: int, server: str) -> None:
+    """``kind`` on ``server``: uvicorn as ``hookline ingress`` runs it (its workers too,
+    from ``HOOKLINE_INGRESS_WORKERS``), or granian with the same app."""
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+
+        os.environ["HOOKLINE_BENCH_KIND"] = kind
+        Granian(
+            "bench.ingress:granian_app",
+            factory=True,
+            address="127.0.0.1",
+            port=port,
+            interface=Interfaces.ASGI,
+            loop=Loops.uvloop,
+            workers=1,
+            log_enabled=False,
+        ).serve()
+        return
+    if kind == "hookline":
         from services.ingress.main import run
         from shared.settings import Settings
 
-        # As `hookline ingress` runs: its ports, TLS and production logging (one JSON
-        # line per request, written to /dev/null here) come from the HOOKLINE_* settings.
-        sys.exit(run(Settings()))
-
+        os.environ.update(HOOKLINE_HOST="127.0.0.1", HOOKLINE_INGRESS_PORT=str(port))
+        run(Settings())
+        return
     import uvicorn
     import uvloop
 
     config = uvicorn.Config(
-        _bare_app(),
+        _app(kind),
         host="127.0.0.1",
         port=port,
         http="httptools",
@@ -187,20 +223,17 @@ async def _run_load(port: int, rate: float | None, cafile: Path | None) -> dict[
 
 
 async def _start(
-    kind: str, env: dict[str, str], tls: tuple[Path, Path, Path] | None = None
+    side: Side, env: dict[str, str], tls: tuple[Path, Path, Path] | None = None
 ) -> tuple[int, asyncio.subprocess.Process]:
     port = ready = _free_port()
-    if kind != "bare":
+    env = {**env, **side.env}
+    if side.kind != "bare":
         ready = _free_port()  # the ingress answers /readyz on its internal port only
-        env = {
-            **env,
-            "HOOKLINE_HOST": "127.0.0.1",
-            "HOOKLINE_INGRESS_PORT": str(port),
-            "HOOKLINE_INGRESS_INTERNAL_PORT": str(ready),
-        }
-    if kind == "hookline-https" and tls is not None:
-        env = {**env, "HOOKLINE_TLS_CERTFILE": str(tls[1]), "HOOKLINE_TLS_KEYFILE": str(tls[2])}
-    server = await _helper("serve", "--kind", kind, "--port", str(port), env=env)
+        env["HOOKLINE_INGRESS_INTERNAL_PORT"] = str(ready)
+    if side.tls and tls is not None:
+        env.update(HOOKLINE_TLS_CERTFILE=str(tls[1]), HOOKLINE_TLS_KEYFILE=str(tls[2]))
+    args = ["serve", "--kind", side.kind, "--port", str(port), "--server", side.server]
+    server = await _helper(*args, env=env)
     await _wait_ready(ready, server)
     return port, server
 
@@ -217,8 +250,21 @@ async def _stop(server: asyncio.subprocess.Process) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of ``pid`` and of every process below it (workers), each thread included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(_cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def _broker_pid(bootstrap: str) -> int | None:
@@ -310,6 +356,44 @@ async def _records_on(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
+@dataclass(frozen=True)
+class Side:
+    """One server measured: the app (``hookline`` or ``bare``), the HTTP server, and the
+    environment that selects a lever (a worker count, the Kafka client)."""
+
+    name: str
+    kind: str = "hookline"
+    server: str = "uvicorn"
+    env: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # HTTPS on the public port, the load trusting the bench's CA
+
+
+# Always measured: the bare handler, the ingress, and the ingress with two workers.
+SIDES = (
+    Side("bare", kind="bare"),
+    Side("hookline"),
+    Side("hookline_https", tls=True),
+    Side("hookline_2_workers", env={"HOOKLINE_INGRESS_WORKERS": "2"}),
+)
+# Measured when named in HOOKLINE_BENCH_INGRESS_LEVERS (comma-separated): the levers
+# tried beside the ingress as it ships, in the same interleaved rounds.
+LEVERS = {
+    "librdkafka": (
+        Side("hookline_librdkafka", env={"HOOKLINE_INGRESS_KAFKA_CLIENT": "librdkafka"}),
+    ),
+    "aiokafka": (Side("hookline_aiokafka", env={"HOOKLINE_INGRESS_KAFKA_CLIENT": "aiokafka"}),),
+    "granian": (
+        Side("bare_granian", kind="bare", server="granian"),
+        Side("hookline_granian", server="granian"),
+    ),
+}
+
+
+def _sides() -> list[Side]:
+    wanted = [w.strip() for w in os.environ.get("HOOKLINE_BENCH_INGRESS_LEVERS", "").split(",")]
+    return [*SIDES, *(side for w in wanted if w for side in LEVERS[w])]
+
+
 async def run(bootstrap: str) -> dict[str, Any]:
     prefix = f"bench-ingress-{uuid.uuid4().hex[:8]}."
     await _prepare(bootstrap, prefix)
@@ -320,52 +404,70 @@ async def run(bootstrap: str) -> dict[str, Any]:
         "HOOKLINE_TOPIC_PARTITIONS": "6",
         "HOOKLINE_SECRET_KEY": SECRET_KEY,
     }
+    sides = _sides()
     servers: dict[str, tuple[int, asyncio.subprocess.Process]] = {}
     broker = _broker_pid(bootstrap)
-    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    rounds: dict[str, list[dict[str, Any]]] = {side.name: [] for side in sides}
     folder = Path(tempfile.mkdtemp(prefix="hookline-bench-tls-"))
     tls = _certificate(folder)
-    cafile = {"hookline-https": tls[0]}
+    cafile = {side.name: tls[0] for side in sides if side.tls}
     try:
-        for kind in KINDS:
-            servers[kind] = await _start(kind, env, tls)
-        for kind in KINDS:  # warm-up: connections, batches, caches
-            await _run_load(servers[kind][0], None, cafile.get(kind))
+        for side in sides:
+            servers[side.name] = await _start(side, env, tls)
+        for side in sides:  # warm-up: connections, batches, caches
+            await _run_load(servers[side.name][0], None, cafile.get(side.name))
         for n in range(ROUNDS):
-            for kind in KINDS[n % len(KINDS) :] + KINDS[: n % len(KINDS)]:
-                port, server = servers[kind]
-                rounds[kind].append(await _round(port, server.pid, broker, cafile.get(kind)))
+            # The order turns each round, so no side always follows the same one.
+            shift = n % len(sides)
+            for side in sides[shift:] + sides[:shift]:
+                port, server = servers[side.name]
+                rounds[side.name].append(
+                    await _round(port, server.pid, broker, cafile.get(side.name))
+                )
     finally:
         for _, server in servers.values():
             await _stop(server)
         shutil.rmtree(folder, ignore_errors=True)
     ours, bare = _summary(rounds["hookline"]), _summary(rounds["bare"])
-    https = _summary(rounds["hookline-https"])
+    https = _summary(rounds["hookline_https"])
     ours.update({f"https_{key}": https[key] for key in HTTPS_FIGURES})
     ours["https_rounds_requests_per_s"] = https["rounds_requests_per_s"]
     ours["https_to_plaintext_requests_ratio"] = round(
         statistics.median(
             h["requests_per_s"] / p["requests_per_s"]
-            for h, p in zip(rounds["hookline-https"], rounds["hookline"], strict=True)
+            for h, p in zip(rounds["hookline_https"], rounds["hookline"], strict=True)
             if p["requests_per_s"]
         ),
         3,
     )
     ours["events_on_inbound"] = await _records_on(bootstrap, prefix + "inbound")
-    ratios = [
-        o["requests_per_s"] / b["requests_per_s"]
-        for o, b in zip(rounds["hookline"], rounds["bare"], strict=True)
-        if b["requests_per_s"]
+    ours["rounds_server_cpu_us"] = [
+        round(r["server_cpu_us_per_request"]) for r in rounds["hookline"]
     ]
+    bare["rounds_server_cpu_us"] = [round(r["server_cpu_us_per_request"]) for r in rounds["bare"]]
+    cpu_ratios = _per_round(rounds["hookline"], rounds["bare"], "server_cpu_us_per_request")
+    ours["cpu_ratio_to_bare"] = round(statistics.median(cpu_ratios), 3)
+    ours["rounds_cpu_ratio"] = [round(r, 2) for r in cpu_ratios]
+    for side in sides[3:]:
+        figures = _summary(rounds[side.name])
+        ours[f"{side.name}_requests_per_s"] = figures["requests_per_s"]
+        ours[f"{side.name}_cpu_us_per_request"] = figures["server_cpu_us_per_request"]
+        ours[f"{side.name}_p99_ms_at_70pct"] = figures["p99_ms_at_70pct"]
+        ours[f"rounds_{side.name}_requests_per_s"] = figures["rounds_requests_per_s"]
+    ratios = _per_round(rounds["hookline"], rounds["bare"], "requests_per_s")
     ours["rounds_ratio"] = [round(r, 3) for r in ratios]
     return {
         "name": "ingress",
         "figures": ours,
         "baseline": bare,
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
-        "aim": ">= 0.6 of the bare handler's requests/s; p99 < 25 ms at 70% of peak "
-        "(plaintext and HTTPS)",
+        "aim": "ingress CPU per request <= 2x the bare handler's (cpu_ratio_to_bare); "
+        "p99 < 25 ms at 70% of peak (plaintext and HTTPS)",
     }
+
+
+def _per_round(ours: list[dict[str, Any]], bare: list[dict[str, Any]], key: str) -> list[float]:
+    return [o[key] / b[key] for o, b in zip(ours, bare, strict=True) if b[key]]
 
 
 def main(argv: list[str]) -> int:
@@ -374,6 +476,7 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("serve")
     s.add_argument("--kind", choices=KINDS, required=True)
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     ld = sub.add_parser("load")
     ld.add_argument("--port", type=int, required=True)
     ld.add_argument("--concurrency", type=int, default=CONCURRENCY)
@@ -382,7 +485,7 @@ def main(argv: list[str]) -> int:
     ld.add_argument("--cafile", type=Path, default=None, help="speak TLS, trusting this CA")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.kind, args.port)
+        serve(args.kind, args.port, args.server)
     else:
         load(args.port, args.concurrency, args.duration, args.rate, args.cafile)
     return 0

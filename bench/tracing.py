@@ -80,7 +80,7 @@ async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
     rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     try:
         for kind, env in envs.items():
-            servers[kind] = await ingress_bench._start("hookline", env)
+            servers[kind] = await ingress_bench._start(ingress_bench.Side(f"tracing_{kind}"), env)
         for kind in envs:
             await ingress_bench._run_load(servers[kind][0], None, None)
         for n in range(ROUNDS):

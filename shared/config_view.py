@@ -21,6 +21,7 @@ from shared.deadletter import DeadLetters
 from shared.entities import ENTITY_TYPES, Entity, Subscription, Webhook, Workflow
 from shared.errors import PoisonMessage, SecretError
 from shared.follower import TopicFollower
+from shared.subscription_index import SubscriptionIndex
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,10 @@ class ConfigView(TopicFollower):
         )
         self._box = secret_box
         self._dead_letters = dead_letters
-        self._entities: dict[str, Entity] = {}
+        # Per kind, so listing one kind does not walk the others (webhooks and
+        # subscriptions may each number in the hundreds of thousands).
+        self._by_kind: dict[str, dict[str, Entity]] = {kind: {} for kind in ENTITY_TYPES}
+        self._subscriptions = SubscriptionIndex()
         self._listeners: list[Listener] = []
         # The one cache of decrypted secrets: per entity key, the entity it was made
         # from, its active secrets (newest first), when the first of them expires, and the
@@ -60,14 +64,11 @@ class ConfigView(TopicFollower):
     # -- lookups --------------------------------------------------------------------------
 
     def get(self, kind: type[E], entity_id: str) -> E | None:
-        entity = self._entities.get(f"{kind.kind}/{entity_id}")
+        entity = self._by_kind[kind.kind].get(f"{kind.kind}/{entity_id}")
         return entity if isinstance(entity, kind) else None
 
     def all(self, kind: type[E]) -> list[E]:
-        prefix = f"{kind.kind}/"
-        return [
-            e for k, e in self._entities.items() if k.startswith(prefix) and isinstance(e, kind)
-        ]
+        return [e for e in self._by_kind.get(kind.kind, {}).values() if isinstance(e, kind)]
 
     def webhook(self, webhook_id: str) -> Webhook | None:
         return self.get(Webhook, webhook_id)
@@ -79,8 +80,9 @@ class ConfigView(TopicFollower):
         return self.get(Workflow, workflow_id)
 
     def subscriptions_for(self, event_type: str, workflow_id: str | None) -> list[Subscription]:
-        """Enabled subscriptions that want this event type (and workflow, where they name some)."""
-        return [s for s in self.all(Subscription) if s.wants(event_type, workflow_id)]
+        """Enabled subscriptions that want this event type (and workflow, where they name
+        some), from an index: the cost follows the answer, not the number of subscriptions."""
+        return self._subscriptions.matching(event_type, workflow_id)
 
     def secrets(self, entity: Webhook | Subscription, now: datetime | None = None) -> list[str]:
         """The entity's secrets still valid at ``now``, decrypted; newest first.
@@ -118,9 +120,11 @@ class ConfigView(TopicFollower):
             if model is None or not entity_id:
                 raise PoisonMessage(f"config key {key!r} is not <kind>/<id>")
             if value is None:
-                previous = self._entities.pop(key, None)
+                previous = self._by_kind[kind_name].pop(key, None)
                 self._plain_cache.pop(key, None)
                 self._header_cache.pop(key, None)
+                if kind_name == Subscription.kind:
+                    self._subscriptions.remove(key)
                 if previous is not None:
                     self._notify(key, None)
                 return
@@ -140,7 +144,9 @@ class ConfigView(TopicFollower):
                     offset=getattr(record, "offset", -1),
                 )
             return
-        self._entities[key] = entity
+        self._by_kind[kind_name][key] = entity
+        if isinstance(entity, Subscription):
+            self._subscriptions.put(key, entity)
         self._plain_cache.pop(key, None)
         self._header_cache.pop(key, None)
         self._notify(key, entity)

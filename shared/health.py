@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -116,9 +117,17 @@ def quiet_server(app: ASGIApp, host: str, port: int, **options: Any) -> QuietSer
 class HealthServer:
     """Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``port`` while in its context."""
 
-    def __init__(self, readiness: Readiness, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        readiness: Readiness,
+        *,
+        host: str,
+        port: int,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
         app = Starlette(routes=health_routes(readiness))
         self._server = quiet_server(app, host, port, lifespan="off")
+        self._sockets = sockets  # bound already (shared with other processes), else None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -137,7 +146,7 @@ class HealthServer:
         # uvicorn exits when it cannot bind (its log says why); from a task that would
         # escape the event loop. The task just ends, and ``failed`` tells.
         with contextlib.suppress(SystemExit):
-            await self._server.serve()
+            await self._server.serve(sockets=self._sockets)
 
     async def __aenter__(self) -> HealthServer:
         self._task = asyncio.create_task(self._serve(), name="health-server")
@@ -150,11 +159,15 @@ class HealthServer:
                 await self._task
 
 
-async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
+async def serve_until_signalled(
+    server: QuietServer, *, name: str, sockets: list[socket.socket] | None = None
+) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; 0, or 1 when it failed to start.
 
     uvicorn then stops accepting connections, lets in-flight requests finish and
-    runs the app's lifespan shutdown (which drains its Kafka clients).
+    runs the app's lifespan shutdown (which drains its Kafka clients). ``sockets``, when
+    given, are served instead of the host and port of the server's config (bound, and
+    put to listen only once the app's lifespan has started).
     """
     loop = asyncio.get_running_loop()
 
@@ -164,7 +177,7 @@ async def serve_until_signalled(server: QuietServer, *, name: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except (Exception, SystemExit) as exc:  # uvicorn exits when its lifespan fails
         logging.getLogger(f"hookline.{name}").error("server failed", extra={"error": repr(exc)})
         return 1

@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=10.0, gt=0)
     keepalive_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=2048, ge=1)
+    ingress_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="ingress processes sharing the port (SO_REUSEPORT), one producer each",
+    )
+    ingress_kafka_client: Literal["aiokafka", "librdkafka"] = Field(
+        default="aiokafka",
+        description="the ingress producer's client library (both acks=all, idempotent)",
+    )
 
     # Dispatcher
     engine: Literal["kafka", "local"] = "kafka"

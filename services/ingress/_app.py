@@ -51,7 +51,7 @@ from shared.startup import KafkaStartup
 from shared.topics import topic_registry
 
 from ._handler import WebhookIngress
-from ._publisher import Publisher
+from ._publisher import open_publisher
 from ._tracing import traced_webhook
 
 PROVIDERS = ("github", "gitlab", "slack")
@@ -128,9 +128,7 @@ def create_ingress_app(
         )
         await startup.check_access(settings, stack)
         await startup.watch(settings.kafka_bootstrap_servers, stack)
-        publisher = await stack.enter_async_context(
-            Publisher(settings.kafka_bootstrap_servers, topics.inbound)
-        )
+        publisher = await stack.enter_async_context(open_publisher(settings, topics.inbound))
         view = await stack.enter_async_context(
             ConfigView(settings.kafka_bootstrap_servers, topics.config, secret_box=box)
         )

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from shared.cloudevents import KafkaRecord
 from shared.errors import BodyTooLarge, BrokerUnavailable, PublishTimeout
 from shared.kafka import create_producer
+from shared.settings import Settings
 from shared.topics import INBOUND_MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -119,3 +120,12 @@ class Publisher:
             raise BodyTooLarge("the event is too large for the inbound topic") from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"write failed: {exc!r}") from exc
+
+
+def open_publisher(settings: Settings, topic: str) -> Publisher:
+    """The ingress's publisher, on the client library ``HOOKLINE_INGRESS_KAFKA_CLIENT`` names."""
+    if settings.ingress_kafka_client == "librdkafka":
+        from ._rdkafka import RdkafkaPublisher
+
+        return RdkafkaPublisher(settings.kafka_bootstrap_servers, topic)  # type: ignore[return-value]
+    return Publisher(settings.kafka_bootstrap_servers, topic)

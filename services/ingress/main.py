@@ -15,6 +15,10 @@ runs the lifespan's shutdown (the producer drains), the internal port stops, and
 its own, returns 1. The admin API is a service of its own (``hookline admin``);
 this process holds no admin token.
 
+With ``HOOKLINE_INGRESS_WORKERS=N`` (N > 1) it is N such processes on the one port and
+the one internal port (``SO_REUSEPORT``), forked and stopped together by a supervisor
+(``_workers``); a probe or a scrape reaches one of them.
+
 Process-wide tuning (log records, the garbage collector) is this entry point's, not
 the app's: an app built in a test or mounted elsewhere leaves its interpreter alone.
 """
@@ -47,6 +51,7 @@ from shared.startup import prepare_process
 from ._app import create_ingress_app
 from ._edge import EdgeLimits, edge_protocol
 from ._tls import ReloadingCertificate
+from ._workers import reuse_port_socket, supervise
 
 log = logging.getLogger("hookline.ingress")
 
@@ -78,12 +83,18 @@ def public_server(app: Starlette, settings: Settings) -> QuietServer:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
+    """Serve until signalled; with ``reuse_port``, on sockets of its own that share the
+    ports with the other workers (``SO_REUSEPORT``)."""
     app = serving_app(settings)
     server = public_server(app, settings)
     readiness: Readiness = app.state.readiness
+    sockets = health_sockets = None
+    if reuse_port:
+        sockets = [reuse_port_socket(settings.host, settings.ingress_port)]
+        health_sockets = [reuse_port_socket(settings.host, settings.ingress_internal_port)]
     async with HealthServer(
-        readiness, host=settings.host, port=settings.ingress_internal_port
+        readiness, host=settings.host, port=settings.ingress_internal_port, sockets=health_sockets
     ) as health:
         # The internal port going down (its port taken) stops the public one too: a
         # process nobody can probe or scrape is restarted rather than left serving.
@@ -91,7 +102,7 @@ async def serve(settings: Settings) -> int:
         watch = asyncio.create_task(health.until(stopped))
         watch.add_done_callback(lambda _: setattr(server, "should_exit", True))
         try:
-            code = await serve_until_signalled(server, name="ingress")
+            code = await serve_until_signalled(server, name="ingress", sockets=sockets)
         finally:
             stopped.set()
             await watch
@@ -134,4 +145,7 @@ def serving_app(settings: Settings) -> Starlette:
 def run(settings: Settings) -> int:
     configure_logging("ingress", settings.log_level, fmt=settings.log_format)
     prepare_process(settings)
+    workers = settings.ingress_workers
+    if workers > 1:
+        return supervise(workers, lambda: run_service(serve(settings, reuse_port=True)))
     return run_service(serve(settings))

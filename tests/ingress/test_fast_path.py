@@ -9,6 +9,8 @@ of each webhook path; the ASGI body reader keeps the size cap.
 from __future__ import annotations
 
 import base64
+import random
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from services.ingress._body import (
     parse_body,
     read_asgi_body,
 )
-from services.ingress._events import dedupe_id
+from services.ingress._events import DEDUPE_NAMESPACE, dedupe_id
 from services.ingress._record import received_record
 from shared.cloudevents import decode, encode
 from shared.errors import BodyTooLarge, ClientDisconnected, MalformedRequest
@@ -117,6 +119,15 @@ def test_dedupe_ids_stay_what_they_were(webhook_id: str, event_id: str, ce_id: s
     # Ids already on the inbound topic: a provider's redelivery must get the same one,
     # whatever computes it, or the dispatcher would start its workflows a second time.
     assert dedupe_id(webhook_id, event_id) == ce_id
+
+
+def test_dedupe_ids_are_the_uuid5_of_the_webhook_and_event_id() -> None:
+    rng = random.Random(3)
+    for _ in range(500):
+        webhook_id = "".join(rng.choice("ab-\u00fc\n7") for _ in range(rng.randint(1, 12)))
+        event_id = "".join(rng.choice("xy:\u2603 0") for _ in range(rng.randint(1, 40)))
+        expected = uuid.uuid5(DEDUPE_NAMESPACE, f"{webhook_id}\n{event_id}")
+        assert dedupe_id(webhook_id, event_id) == str(expected)
 
 
 @pytest.mark.parametrize(
