@@ -62,7 +62,7 @@ async def test_two_workers_share_the_port_and_stop_together_on_sigterm(
         topics.config,
         webhook("gh", provider="github", secrets=["workers-secret"]),
     )
-    port = free_port()
+    port, internal = free_port(), free_port()
     env = {
         **os.environ,
         "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -71,6 +71,7 @@ async def test_two_workers_share_the_port_and_stop_together_on_sigterm(
         "HOOKLINE_SECRET_KEY": TEST_SECRET_KEY,
         "HOOKLINE_HOST": "127.0.0.1",
         "HOOKLINE_INGRESS_PORT": str(port),
+        "HOOKLINE_INGRESS_INTERNAL_PORT": str(internal),
         "HOOKLINE_INGRESS_WORKERS": "2",
     }
     log_path = tmp_path / "ingress.log"
@@ -96,6 +97,11 @@ async def test_two_workers_share_the_port_and_stop_together_on_sigterm(
 
             await wait_until(both_ready, timeout=60, interval=0.2, message="two workers ready")
             workers = _children(process.pid)
+            # The internal port is shared too: each worker holds it, and it answers.
+            assert all(_listens(pid, internal) for pid in workers)
+            async with httpx.AsyncClient(timeout=5) as probe:
+                ready = await probe.get(f"http://127.0.0.1:{internal}/readyz")
+                assert ready.status_code == 200, ready.text
             # Each connection is a new source port, which the kernel hashes to a worker;
             # with 24 of them both workers get some (all on one: 2 in 8 million).
             body = b'{"ref": "refs/heads/main"}'
