@@ -179,6 +179,34 @@ async def test_an_operator_disables_a_subscription_through_the_api_and_it_is_aud
     await wait_until(audited, timeout=15, interval=0.5, message="the disable in the trail")
 
 
+async def test_an_operator_pauses_and_resumes_a_subscription_and_the_page_shows_which(
+    console: Browserless,
+) -> None:
+    ctx = console.app.state.admin
+    await put_entities(
+        ctx.settings.kafka_bootstrap_servers,
+        ctx.topics.config,
+        subscription("sub-pause", url="http://127.0.0.1:9/hook"),
+    )
+    await wait_until(lambda: ctx.view.subscription("sub-pause") is not None, timeout=10)
+    await console.sign_in(OPERATOR_TOKEN)
+    page = await console.client.get("/console/subscriptions/sub-pause")
+    assert "/sub-pause/pause" in page.text and "/sub-pause/resume" not in page.text
+    answer = await console.client.post(
+        "/console/subscriptions/sub-pause/pause", data={"csrf": csrf_of(page.text)}
+    )
+    assert answer.headers["location"] == "/console/subscriptions/sub-pause?done=paused"
+    assert ctx.view.subscription("sub-pause").paused
+    page = await console.client.get("/console/subscriptions/sub-pause")
+    assert "paused: its deliveries wait" in page.text
+    assert "/sub-pause/resume" in page.text and "/sub-pause/pause" not in page.text
+    answer = await console.client.post(
+        "/console/subscriptions/sub-pause/resume", data={"csrf": csrf_of(page.text)}
+    )
+    assert answer.headers["location"] == "/console/subscriptions/sub-pause?done=resumed"
+    assert not ctx.view.subscription("sub-pause").paused
+
+
 async def test_a_removed_token_ends_its_sessions(console: Browserless) -> None:
     await console.sign_in(ADMIN_TOKEN)
     assert (await console.client.get("/console/")).status_code == 200
