@@ -280,40 +280,34 @@ def operations(ctx: AdminContext) -> list[Operation]:
     ops += [
         Operation(
             "POST",
-            "/v1/subscriptions/{id}/pause",
-            subscriptions.pause,
-            "pause_subscription",
-            "Pause a subscription: its deliveries wait, none is lost (within retention)",
+            f"/v1/subscriptions/{{id}}/{verb}",
+            handler,
+            f"{verb}_subscription",
+            summary,
             "subscriptions",
             {
                 200: Answer(
-                    "Paused, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
+                    f"{verb.capitalize()}d, or unchanged (`Hookline-Result`).",
+                    SubscriptionOut,
+                    WRITE_HEADERS,
                 )
             },
             if_match=True,
             errors=(503,),
             action="operate",
             resource="subscription",
-            audit_as="subscription.pause",
-        ),
-        Operation(
-            "POST",
-            "/v1/subscriptions/{id}/resume",
-            subscriptions.resume,
-            "resume_subscription",
-            "Resume a paused subscription: what waited goes out",
-            "subscriptions",
-            {
-                200: Answer(
-                    "Resumed, or unchanged (`Hookline-Result`).", SubscriptionOut, WRITE_HEADERS
-                )
-            },
-            if_match=True,
-            errors=(503,),
-            action="operate",
-            resource="subscription",
-            audit_as="subscription.resume",
-        ),
+            audit_as=f"subscription.{verb}",
+        )
+        for verb, handler, summary in (
+            (
+                "pause",
+                subscriptions.pause,
+                "Pause a subscription: its deliveries wait, none is lost (within retention)",
+            ),
+            ("resume", subscriptions.resume, "Resume a paused subscription: what waited goes out"),
+        )
+    ]
+    ops += [
         Operation(
             "POST",
             "/v1/events",
