@@ -142,7 +142,12 @@ async def test_every_route_but_health_needs_a_token(
     for path in ("/healthz", "/readyz", "/metrics"):
         assert (await client.get(path, headers={"Authorization": ""})).status_code == 200, path
     ready = await client.get("/readyz")
-    assert ready.json()["checks"] == {"config_view": True, "broker": True, "operations_view": True}
+    assert ready.json()["checks"] == {
+        "kafka": True,
+        "config_view": True,
+        "broker": True,
+        "operations_view": True,
+    }
     metrics = await client.get("/metrics")
     assert "hookline_admin_requests_total" in metrics.text
 

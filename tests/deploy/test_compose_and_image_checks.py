@@ -23,6 +23,9 @@ def test_committed_compose_file_is_wired_as_promised():
         "admin",
         "dispatcher",
         "delivery",
+        "jaeger",
+        "prometheus",
+        "grafana",
     ]
     assert _compose.check_compose(doc) == []
 

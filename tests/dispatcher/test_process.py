@@ -171,7 +171,7 @@ async def test_local_engine_process_runs_a_workflow_and_sigterm_exits_zero(
     async with httpx.AsyncClient() as client:
         checks = (await client.get(f"http://127.0.0.1:{proc.port}/readyz")).json()["checks"]
         metrics = (await client.get(f"http://127.0.0.1:{proc.port}/metrics")).text
-    assert checks == {"config": True, "dispatcher": True, "engine": True}
+    assert checks == {"kafka": True, "config": True, "dispatcher": True, "engine": True}
     assert "hookline_dispatcher_runs_total" in metrics
     await write_inbound(bootstrap, topics, push_event(fixtures_dir, delivery_id="p-local"))
     run_id = run_id_for("gh-main", "p-local", "wf-ci")

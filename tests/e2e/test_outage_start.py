@@ -54,6 +54,11 @@ async def _readyz(client: httpx.AsyncClient, port: int) -> tuple[int, dict[str, 
     return response.status_code, response.json()
 
 
+def _health_port(ports: dict[str, int], service: str) -> int:
+    """Where ``service`` answers /readyz: the ingress on its internal port only."""
+    return ports["ingress_internal" if service == "ingress" else service]
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -78,7 +83,7 @@ async def test_services_started_without_kafka_become_ready_when_it_comes(
                 for service in SERVICES:
                     replica = stack.replicas[f"{service}-0"]
                     assert replica.process.running, f"{service} exited\n{stack.tail(replica.name)}"
-                    status, body = await _readyz(client, replica.ports[service])
+                    status, body = await _readyz(client, _health_port(replica.ports, service))
                     assert status == 503, f"{service} is not ready without Kafka: {body}"
                     assert body.get("reasons"), f"{service} says why it is not ready: {body}"
                 await asyncio.sleep(3.0)
@@ -107,7 +112,7 @@ async def test_services_started_without_kafka_become_ready_when_it_comes(
             await asyncio.to_thread(broker.stop)
             began = time.monotonic()
             for service in SERVICES:
-                port = stack.replicas[f"{service}-0"].ports[service]
+                port = _health_port(stack.replicas[f"{service}-0"].ports, service)
 
                 async def not_ready(port: int = port) -> bool:
                     return (await _readyz(client, port))[0] == 503

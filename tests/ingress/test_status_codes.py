@@ -291,5 +291,5 @@ async def test_health_and_metrics_are_internal_and_404_on_the_public_app(
         assert (await internal.get("/healthz")).status_code == 200
         ready = await internal.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"config": True, "producer": True}
+        assert ready.json()["checks"] == {"kafka": True, "config": True, "producer": True}
         assert "hookline_ingress_requests_total" in (await internal.get("/metrics")).text

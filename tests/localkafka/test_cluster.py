@@ -81,7 +81,15 @@ async def test_three_nodes_keep_acks_all_writes_through_a_killed_leader(tmp_path
         assert len(bootstrap.split(",")) == 3
         spec = TopicSpec("rf3", TOPIC, 3, "delete", None, (("min.insync.replicas", "2"),))
         await ensure_topics(bootstrap, [spec], replication_factor=3)
-        partitions = await _partitions(bootstrap)
+        partitions: list[dict[str, object]] = []
+
+        async def described() -> bool:
+            # The controller answers before every node has the new topic's metadata.
+            nonlocal partitions
+            partitions = await _partitions(bootstrap)
+            return len(partitions) == 3
+
+        await wait_until(described, timeout=30, interval=0.5, message="the topic described")
         assert all(len(p["replicas"]) == 3 for p in partitions)  # type: ignore[arg-type]
         await _write(bootstrap, [b"before-%d" % i for i in range(6)])
 
