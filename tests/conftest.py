@@ -61,7 +61,9 @@ def _start_broker() -> BrokerHandle:
     from localkafka import LocalKafka
 
     data = Path(tempfile.mkdtemp(prefix="hookline-kafka-"))
-    broker = LocalKafka(port=free_port_pair(), data_dir=data)
+    # Every test creates its own topics (some fourteen thousand partitions over a whole
+    # run); the launcher's default heap is sized for a development stack, not for that.
+    broker = LocalKafka(port=free_port_pair(), data_dir=data, heap="1536m")
     bootstrap = broker.start()
     status = broker.status()
     handle = BrokerHandle(bootstrap, "local launcher", status.version or "?", local=broker)
