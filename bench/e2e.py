@@ -43,7 +43,7 @@ import orjson
 from aiohttp import web
 
 from bench._load import FIXTURE
-from bench.ingress import _free_port, _wait_ready
+from bench._processes import _free_port, _wait_ready
 from services.dispatcher._matching import run_id_for
 
 ROOT = Path(__file__).resolve().parents[1]

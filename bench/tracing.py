@@ -31,6 +31,7 @@ from typing import Any
 
 from bench import delivery as delivery_bench
 from bench import ingress as ingress_bench
+from bench._processes import _broker_pid, _free_port, _stop
 
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
 DELIVERY_ROUNDS = 5
@@ -39,7 +40,7 @@ DELIVERY_ROUNDS = 5
 @contextlib.asynccontextmanager
 async def _sink() -> AsyncIterator[str]:
     """The discarding OTLP receiver, in its own process; yields its endpoint."""
-    port = ingress_bench._free_port()
+    port = _free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-m", "testkit.otlp", str(port)],
         stdout=subprocess.PIPE,
@@ -75,7 +76,7 @@ async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
         "HOOKLINE_SECRET_KEY": ingress_bench.SECRET_KEY,
     }
     envs = {"off": base, "on": {**base, **_traced_env(endpoint)}}
-    broker = ingress_bench._broker_pid(bootstrap)
+    broker = _broker_pid(bootstrap)
     servers: dict[str, tuple[int, asyncio.subprocess.Process]] = {}
     rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     try:
@@ -89,7 +90,7 @@ async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
                 rounds[kind].append(await ingress_bench._round(port, server.pid, broker, None))
     finally:
         for _, server in servers.values():
-            await ingress_bench._stop(server)
+            await _stop(server)
     ratios = [
         on["requests_per_s"] / off["requests_per_s"]
         for on, off in zip(rounds["on"], rounds["off"], strict=True)
@@ -112,7 +113,7 @@ async def delivery(bootstrap: str, endpoint: str) -> dict[str, Any]:
     from shared import tracing
     from shared.tracing._sdk import resource_for
 
-    port = ingress_bench._free_port()
+    port = _free_port()
     receiver = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-c", delivery_bench.RECEIVER, str(port)],
         stdout=subprocess.PIPE,
