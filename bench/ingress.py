@@ -21,7 +21,7 @@ rounds; the ratio is the median of the per-round ratios, each from two measureme
 taken seconds apart.
 
 ``python -m bench ingress`` runs it; the two subcommands below are its helper
-processes (``serve`` and ``load``, the latter in ``bench/_load.py``).
+processes (``serve`` and ``load``, in ``bench/_ingress_server.py`` and ``bench/_load.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._ingress_server import KINDS, _certificate, serve
 from bench._load import CONCURRENCY, DURATION, SECRET, WARMUP, WEBHOOK_ID, load
 from bench._processes import _broker_pid, _cpu_seconds, _free_port, _stop, _wait_ready
 
@@ -47,7 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
 LOAD_FACTOR = 0.7
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
-KINDS = ("bare", "hookline")
 # The figures of the HTTPS side reported beside the plaintext ones (as https_<name>).
 HTTPS_FIGURES = (
     "requests_per_s",
@@ -59,113 +59,6 @@ HTTPS_FIGURES = (
     "answered_202",
     "answered_other",
 )
-
-
-# -- the servers (helper process) ----------------------------------------------------------
-
-
-def _bare_app() -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def accept(request: Request) -> Response:
-        await request.body()
-        return JSONResponse({"id": request.headers.get("x-github-delivery")}, status_code=202)
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    return Starlette(
-        routes=[
-            Route("/webhooks/{webhook_id}/github", accept, methods=["POST"]),
-            Route("/readyz", healthz),
-        ]
-    )
-
-
-def _app(kind: str) -> Any:
-    from shared.logging import configure_logging
-    from shared.settings import Settings
-
-    if kind == "hookline":
-        from services.ingress.main import serving_app
-
-        # Production logging: one JSON line per request (written to /dev/null here).
-        configure_logging("ingress", "INFO")
-        return serving_app(Settings())
-    return _bare_app()
-
-
-def granian_app() -> Any:
-    """The app for granian, which imports it by name in its worker process."""
-    return _app(os.environ["HOOKLINE_BENCH_KIND"])
-
-
-def serve(kind: str, port: int, server: str) -> None:
-    """``kind`` on ``server``: uvicorn as ``hookline ingress`` runs it (its workers too,
-    from ``HOOKLINE_INGRESS_WORKERS``), or granian with the same app."""
-    if server == "granian":
-        from granian import Granian
-        from granian.constants import Interfaces, Loops
-
-        os.environ["HOOKLINE_BENCH_KIND"] = kind
-        Granian(
-            "bench.ingress:granian_app",
-            factory=True,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            loop=Loops.uvloop,
-            workers=1,
-            log_enabled=False,
-        ).serve()
-        return
-    if kind == "hookline":
-        from services.ingress.main import run
-        from shared.settings import Settings
-
-        os.environ.update(HOOKLINE_HOST="127.0.0.1", HOOKLINE_INGRESS_PORT=str(port))
-        run(Settings())
-        return
-    import uvicorn
-    import uvloop
-
-    config = uvicorn.Config(
-        _app(kind),
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        loop="none",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(uvicorn.Server(config).serve())
-
-
-def _certificate(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for localhost signed by it: (CA, certificate, key) files."""
-    from cryptography.hazmat.primitives import serialization
-
-    from localkafka.security import make_ca, make_server_cert
-
-    ca_key, ca_cert = make_ca("hookline bench CA")
-    key, cert = make_server_cert(ca_key, ca_cert, ["localhost"], ["127.0.0.1"])
-    files = (folder / "ca.pem", folder / "tls.crt", folder / "tls.key")
-    files[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
 
 
 # -- the orchestration (in the bench runner) -----------------------------------------------
