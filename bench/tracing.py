@@ -30,7 +30,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bench import delivery as delivery_bench
-from bench import ingress as ingress_bench
+from bench._ingress_rounds import (
+    ROOT,
+    SECRET_KEY,
+    Side,
+    _prepare,
+    _round,
+    _run_load,
+    _start,
+    _summary,
+)
 from bench._processes import _broker_pid, _free_port, _stop
 
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
@@ -45,7 +54,7 @@ async def _sink() -> AsyncIterator[str]:
         [sys.executable, "-m", "testkit.otlp", str(port)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=ingress_bench.ROOT,
+        cwd=ROOT,
     )
     try:
         assert process.stdout is not None
@@ -67,13 +76,13 @@ def _traced_env(endpoint: str) -> dict[str, str]:
 async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
     """The ingress with tracing off and on, interleaved rounds (``bench.ingress``'s)."""
     prefix = f"bench-tracing-{uuid.uuid4().hex[:8]}."
-    await ingress_bench._prepare(bootstrap, prefix)
+    await _prepare(bootstrap, prefix)
     base = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "HOOKLINE_TOPIC_PREFIX": prefix,
         "HOOKLINE_TOPIC_PARTITIONS": "6",
-        "HOOKLINE_SECRET_KEY": ingress_bench.SECRET_KEY,
+        "HOOKLINE_SECRET_KEY": SECRET_KEY,
     }
     envs = {"off": base, "on": {**base, **_traced_env(endpoint)}}
     broker = _broker_pid(bootstrap)
@@ -81,13 +90,13 @@ async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
     rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     try:
         for kind, env in envs.items():
-            servers[kind] = await ingress_bench._start(ingress_bench.Side(f"tracing_{kind}"), env)
+            servers[kind] = await _start(Side(f"tracing_{kind}"), env)
         for kind in envs:
-            await ingress_bench._run_load(servers[kind][0], None, None)
+            await _run_load(servers[kind][0], None, None)
         for n in range(ROUNDS):
             for kind in ("off", "on") if n % 2 == 0 else ("on", "off"):
                 port, server = servers[kind]
-                rounds[kind].append(await ingress_bench._round(port, server.pid, broker, None))
+                rounds[kind].append(await _round(port, server.pid, broker, None))
     finally:
         for _, server in servers.values():
             await _stop(server)
@@ -97,8 +106,8 @@ async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
         if off["requests_per_s"]
     ]
     return {
-        "off": ingress_bench._summary(rounds["off"]),
-        "on": ingress_bench._summary(rounds["on"]),
+        "off": _summary(rounds["off"]),
+        "on": _summary(rounds["on"]),
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
     }
 
