@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bench import delivery as delivery_bench
+from bench._delivery_service import _Bench, _tuned
 from bench._ingress_rounds import (
     ROOT,
     SECRET_KEY,
@@ -139,8 +140,8 @@ async def delivery(bootstrap: str, endpoint: str) -> dict[str, Any]:
         base_url = f"http://127.0.0.1:{port}"
         tracing.install(provider)
         tracing.enabled = False  # installed once; each round switches the hooks
-        bench = delivery_bench._Bench(bootstrap, base_url, "aiohttp")
-        async with bench, delivery_bench._tuned():
+        bench = _Bench(bootstrap, base_url, "aiohttp")
+        async with bench, _tuned():
             await bench.round()  # warm-up
             for n in range(DELIVERY_ROUNDS):
                 for kind in ("off", "on") if n % 2 == 0 else ("on", "off"):
