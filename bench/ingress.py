@@ -21,37 +21,36 @@ rounds; the ratio is the median of the per-round ratios, each from two measureme
 taken seconds apart.
 
 ``python -m bench ingress`` runs it; the two subcommands below are its helper
-processes (``serve`` and ``load``, the latter in ``bench/_load.py``).
+processes (``serve`` and ``load``, in ``bench/_ingress_server.py`` and ``bench/_load.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._load import CONCURRENCY, DURATION, SECRET, WARMUP, WEBHOOK_ID, load
-from localkafka import LocalKafka
+from bench._ingress_rounds import (
+    SECRET_KEY,
+    Side,
+    _prepare,
+    _round,
+    _run_load,
+    _start,
+    _summary,
+)
+from bench._ingress_server import KINDS, _certificate, serve
+from bench._load import CONCURRENCY, DURATION, load
+from bench._processes import _broker_pid, _stop
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="
-LOAD_FACTOR = 0.7
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
-KINDS = ("bare", "hookline")
 # The figures of the HTTPS side reported beside the plaintext ones (as https_<name>).
 HTTPS_FIGURES = (
     "requests_per_s",
@@ -63,282 +62,6 @@ HTTPS_FIGURES = (
     "answered_202",
     "answered_other",
 )
-
-
-# -- the servers (helper process) ----------------------------------------------------------
-
-
-def _bare_app() -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def accept(request: Request) -> Response:
-        await request.body()
-        return JSONResponse({"id": request.headers.get("x-github-delivery")}, status_code=202)
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    return Starlette(
-        routes=[
-            Route("/webhooks/{webhook_id}/github", accept, methods=["POST"]),
-            Route("/readyz", healthz),
-        ]
-    )
-
-
-def _app(kind: str) -> Any:
-    from shared.logging import configure_logging
-    from shared.settings import Settings
-
-    if kind == "hookline":
-        from services.ingress.main import serving_app
-
-        # Production logging: one JSON line per request (written to /dev/null here).
-        configure_logging("ingress", "INFO")
-        return serving_app(Settings())
-    return _bare_app()
-
-
-def granian_app() -> Any:
-    """The app for granian, which imports it by name in its worker process."""
-    return _app(os.environ["HOOKLINE_BENCH_KIND"])
-
-
-def serve(kind: str, port: int, server: str) -> None:
-    """``kind`` on ``server``: uvicorn as ``hookline ingress`` runs it (its workers too,
-    from ``HOOKLINE_INGRESS_WORKERS``), or granian with the same app."""
-    if server == "granian":
-        from granian import Granian
-        from granian.constants import Interfaces, Loops
-
-        os.environ["HOOKLINE_BENCH_KIND"] = kind
-        Granian(
-            "bench.ingress:granian_app",
-            factory=True,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            loop=Loops.uvloop,
-            workers=1,
-            log_enabled=False,
-        ).serve()
-        return
-    if kind == "hookline":
-        from services.ingress.main import run
-        from shared.settings import Settings
-
-        os.environ.update(HOOKLINE_HOST="127.0.0.1", HOOKLINE_INGRESS_PORT=str(port))
-        run(Settings())
-        return
-    import uvicorn
-    import uvloop
-
-    config = uvicorn.Config(
-        _app(kind),
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        loop="none",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(uvicorn.Server(config).serve())
-
-
-def _certificate(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for localhost signed by it: (CA, certificate, key) files."""
-    from cryptography.hazmat.primitives import serialization
-
-    from localkafka.security import make_ca, make_server_cert
-
-    ca_key, ca_cert = make_ca("hookline bench CA")
-    key, cert = make_server_cert(ca_key, ca_cert, ["localhost"], ["127.0.0.1"])
-    files = (folder / "ca.pem", folder / "tls.crt", folder / "tls.key")
-    files[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
-
-
-# -- the orchestration (in the bench runner) -----------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
-async def _helper(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.ingress",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE if args[0] == "load" else asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
-async def _run_load(port: int, rate: float | None, cafile: Path | None) -> dict[str, Any]:
-    args = ["load", "--port", str(port), "--concurrency", str(CONCURRENCY)]
-    args += ["--duration", str(DURATION)]
-    if rate is not None:
-        args += ["--rate", f"{rate:.1f}"]
-    if cafile is not None:
-        args += ["--cafile", str(cafile)]
-    process = await _helper(*args)
-    out, _ = await process.communicate()
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-async def _start(
-    side: Side, env: dict[str, str], tls: tuple[Path, Path, Path] | None = None
-) -> tuple[int, asyncio.subprocess.Process]:
-    port = ready = _free_port()
-    env = {**env, **side.env}
-    if side.kind != "bare":
-        ready = _free_port()  # the ingress answers /readyz on its internal port only
-        env["HOOKLINE_INGRESS_INTERNAL_PORT"] = str(ready)
-    if side.tls and tls is not None:
-        env.update(HOOKLINE_TLS_CERTFILE=str(tls[1]), HOOKLINE_TLS_KEYFILE=str(tls[2]))
-    args = ["serve", "--kind", side.kind, "--port", str(port), "--server", side.server]
-    server = await _helper(*args, env=env)
-    await _wait_ready(ready, server)
-    return port, server
-
-
-async def _stop(server: asyncio.subprocess.Process) -> None:
-    if server.returncode is not None:
-        return
-    server.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(server.wait(), 30)
-    except TimeoutError:
-        server.kill()
-        await server.wait()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and of every process below it (workers), each thread included."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total + sum(_cpu_seconds(child) for child in _children(pid))
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
-def _broker_pid(bootstrap: str) -> int | None:
-    """The local launcher's broker on this port, if it is one (its CPU is this machine's)."""
-    host, _, port = bootstrap.rpartition(":")
-    with contextlib.suppress(ValueError):
-        return LocalKafka(host=host, port=int(port)).status().pid
-    return None
-
-
-async def _round(port: int, pid: int, broker: int | None, cafile: Path | None) -> dict[str, Any]:
-    """One side, once: the closed-loop peak, then the open loop at 70% of it."""
-    cpu = _cpu_seconds(pid)
-    broker_cpu = _cpu_seconds(broker) if broker else 0.0
-    peak = await _run_load(port, None, cafile)
-    # CPU per request at the peak, of the server and of the broker beside it on this
-    # machine (warm-up included on both sides of the division: the closed loop runs at
-    # the same rate throughout).
-    served = peak["requests_per_s"] * (WARMUP + DURATION) or float("nan")
-    cpu_us = (_cpu_seconds(pid) - cpu) / served * 1e6
-    broker_us = (_cpu_seconds(broker) - broker_cpu) / served * 1e6 if broker else float("nan")
-    steady = await _run_load(port, peak["requests_per_s"] * LOAD_FACTOR, cafile)
-    return {
-        "requests_per_s": peak["requests_per_s"],
-        "server_cpu_us_per_request": cpu_us,
-        "broker_cpu_us_per_request": broker_us,
-        "p50_ms_closed_loop": peak["p50_ms"],
-        "p99_ms_closed_loop": peak["p99_ms"],
-        "rate_at_70pct_per_s": steady["requests_per_s"],
-        "p50_ms_at_70pct": steady["p50_ms"],
-        "p99_ms_at_70pct": steady["p99_ms"],
-        "answered_202": peak["accepted"] + steady["accepted"],
-        "answered_other": (peak["completed"] - peak["accepted"])
-        + (steady["completed"] - steady["accepted"]),
-    }
-
-
-def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over the rounds (counts are summed); each round's figures are kept too."""
-    out: dict[str, Any] = {}
-    for key in rounds[0]:
-        values = [r[key] for r in rounds]
-        if key.startswith("answered"):
-            out[key] = sum(values)
-        else:
-            out[key] = round(statistics.median(values), 2)
-    out["rounds_requests_per_s"] = [round(r["requests_per_s"]) for r in rounds]
-    out["rounds_p99_ms_at_70pct"] = [round(r["p99_ms_at_70pct"], 1) for r in rounds]
-    return out
-
-
-async def _prepare(bootstrap: str, prefix: str) -> None:
-    from shared.cloudevents import encode
-    from shared.crypto import SecretBox, mask
-    from shared.entities import StoredSecret, Webhook
-    from shared.kafka import create_producer, ensure_topics
-    from shared.topics import topic_registry
-
-    await ensure_topics(bootstrap, topic_registry(prefix, partitions=6))
-    now = datetime.now(UTC)
-    key = f"webhook/{WEBHOOK_ID}"
-    stored = StoredSecret(
-        ciphertext=SecretBox(SECRET_KEY).encrypt(SECRET, entity_key=key),
-        hint=mask(SECRET),
-        created_at=now,
-    )
-    hook = Webhook(
-        id=WEBHOOK_ID, provider="github", secrets=[stored], created_at=now, updated_at=now
-    )
-    record = encode(hook, key=hook.key, source="/bench")
-    async with create_producer(bootstrap) as producer:
-        await producer.send_and_wait(
-            prefix + "config", record.value, key=record.key, headers=record.headers
-        )
 
 
 async def _records_on(bootstrap: str, topic: str) -> int:
@@ -354,18 +77,6 @@ async def _records_on(bootstrap: str, topic: str) -> int:
         return int(sum(ends.values()))
     finally:
         await consumer.stop()
-
-
-@dataclass(frozen=True)
-class Side:
-    """One server measured: the app (``hookline`` or ``bare``), the HTTP server, and the
-    environment that selects a lever (a worker count, the Kafka client)."""
-
-    name: str
-    kind: str = "hookline"
-    server: str = "uvicorn"
-    env: dict[str, str] = field(default_factory=dict)
-    tls: bool = False  # HTTPS on the public port, the load trusting the bench's CA
 
 
 # Always measured: the bare handler, the ingress, and the ingress with two workers.

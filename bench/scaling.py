@@ -42,9 +42,10 @@ from typing import Any
 
 import httpx
 
+from bench._ingress_rounds import _run_load
 from bench._load import SECRET, WEBHOOK_ID
+from bench._processes import _cpu_seconds, _free_port
 from bench.delivery import RECEIVER
-from bench.ingress import _cpu_seconds, _free_port, _run_load
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w="

@@ -30,7 +30,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bench import delivery as delivery_bench
-from bench import ingress as ingress_bench
+from bench._delivery_service import _Bench, _tuned
+from bench._ingress_rounds import (
+    ROOT,
+    SECRET_KEY,
+    Side,
+    _prepare,
+    _round,
+    _run_load,
+    _start,
+    _summary,
+)
+from bench._processes import _broker_pid, _free_port, _stop
 
 ROUNDS = int(os.environ.get("HOOKLINE_BENCH_ROUNDS", "3"))
 DELIVERY_ROUNDS = 5
@@ -39,12 +50,12 @@ DELIVERY_ROUNDS = 5
 @contextlib.asynccontextmanager
 async def _sink() -> AsyncIterator[str]:
     """The discarding OTLP receiver, in its own process; yields its endpoint."""
-    port = ingress_bench._free_port()
+    port = _free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-m", "testkit.otlp", str(port)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=ingress_bench.ROOT,
+        cwd=ROOT,
     )
     try:
         assert process.stdout is not None
@@ -66,38 +77,38 @@ def _traced_env(endpoint: str) -> dict[str, str]:
 async def ingress(bootstrap: str, endpoint: str) -> dict[str, Any]:
     """The ingress with tracing off and on, interleaved rounds (``bench.ingress``'s)."""
     prefix = f"bench-tracing-{uuid.uuid4().hex[:8]}."
-    await ingress_bench._prepare(bootstrap, prefix)
+    await _prepare(bootstrap, prefix)
     base = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         "HOOKLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "HOOKLINE_TOPIC_PREFIX": prefix,
         "HOOKLINE_TOPIC_PARTITIONS": "6",
-        "HOOKLINE_SECRET_KEY": ingress_bench.SECRET_KEY,
+        "HOOKLINE_SECRET_KEY": SECRET_KEY,
     }
     envs = {"off": base, "on": {**base, **_traced_env(endpoint)}}
-    broker = ingress_bench._broker_pid(bootstrap)
+    broker = _broker_pid(bootstrap)
     servers: dict[str, tuple[int, asyncio.subprocess.Process]] = {}
     rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     try:
         for kind, env in envs.items():
-            servers[kind] = await ingress_bench._start(ingress_bench.Side(f"tracing_{kind}"), env)
+            servers[kind] = await _start(Side(f"tracing_{kind}"), env)
         for kind in envs:
-            await ingress_bench._run_load(servers[kind][0], None, None)
+            await _run_load(servers[kind][0], None, None)
         for n in range(ROUNDS):
             for kind in ("off", "on") if n % 2 == 0 else ("on", "off"):
                 port, server = servers[kind]
-                rounds[kind].append(await ingress_bench._round(port, server.pid, broker, None))
+                rounds[kind].append(await _round(port, server.pid, broker, None))
     finally:
         for _, server in servers.values():
-            await ingress_bench._stop(server)
+            await _stop(server)
     ratios = [
         on["requests_per_s"] / off["requests_per_s"]
         for on, off in zip(rounds["on"], rounds["off"], strict=True)
         if off["requests_per_s"]
     ]
     return {
-        "off": ingress_bench._summary(rounds["off"]),
-        "on": ingress_bench._summary(rounds["on"]),
+        "off": _summary(rounds["off"]),
+        "on": _summary(rounds["on"]),
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
     }
 
@@ -112,7 +123,7 @@ async def delivery(bootstrap: str, endpoint: str) -> dict[str, Any]:
     from shared import tracing
     from shared.tracing._sdk import resource_for
 
-    port = ingress_bench._free_port()
+    port = _free_port()
     receiver = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-c", delivery_bench.RECEIVER, str(port)],
         stdout=subprocess.PIPE,
@@ -129,8 +140,8 @@ async def delivery(bootstrap: str, endpoint: str) -> dict[str, Any]:
         base_url = f"http://127.0.0.1:{port}"
         tracing.install(provider)
         tracing.enabled = False  # installed once; each round switches the hooks
-        bench = delivery_bench._Bench(bootstrap, base_url, "aiohttp")
-        async with bench, delivery_bench._tuned():
+        bench = _Bench(bootstrap, base_url, "aiohttp")
+        async with bench, _tuned():
             await bench.round()  # warm-up
             for n in range(DELIVERY_ROUNDS):
                 for kind in ("off", "on") if n % 2 == 0 else ("on", "off"):
