@@ -13,7 +13,7 @@ phase:
   restored;
 * ``process``: each service process is SIGKILLed and restarted in turn.
 
-After each phase everything is accounted for (:mod:`tests.faults.harness`) and a row
+After each phase everything is accounted for (:mod:`tests.faults.books`) and a row
 of the fault table is printed: posts offered, accepted, refused (503), unanswered,
 the longest stretch without a 202, lost, duplicate runs, deliveries missing, and for
 the process kills the dispatcher takeover (the last held-back run's start after the
@@ -44,17 +44,12 @@ from shared.settings import Settings
 from shared.topics import topic_registry
 from testkit.config import put_entities
 from tests.e2e.stack import Stack
+from tests.faults.books import Books, takeover
+from tests.faults.entities import entities
 from tests.faults.faults import Fault, ProxiedCluster, broker_faults, process_fault
-from tests.faults.harness import (
-    Books,
-    Figures,
-    Load,
-    Subscriber,
-    entities,
-    load_figures,
-    print_table,
-    takeover,
-)
+from tests.faults.load import Load
+from tests.faults.subscriber import Subscriber
+from tests.faults.table import Figures, load_figures, print_table
 
 KINDS = ("leader", "rolling", "freeze", "cut", "process")
 VICTIMS = ["ingress-0", "dispatcher-0", "delivery-0", "dispatcher-1", "delivery-1"]

@@ -22,15 +22,11 @@ from shared.settings import Settings
 from shared.topics import topic_registry
 from testkit.config import put_entities
 from tests.e2e.stack import Stack
-from tests.faults.harness import (
-    Books,
-    Figures,
-    Load,
-    Subscriber,
-    entities,
-    load_figures,
-    print_table,
-)
+from tests.faults.books import Books
+from tests.faults.entities import entities
+from tests.faults.load import Load
+from tests.faults.subscriber import Subscriber
+from tests.faults.table import Figures, load_figures, print_table
 
 MAX_GROWTH = 0.10
 
