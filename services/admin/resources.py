@@ -41,25 +41,13 @@ from shared.errors import AlreadyExists, SecretError
 from .context import AdminContext
 from .controls import SubscriptionControls
 from .headers import masked, sealed_headers
-from .models import (
-    ID_RE,
-    ListQuery,
+from .models import ID_RE, ListQuery, SecretInfo, WriteQuery
+from .subscription_models import (
     RotateSubscriptionSecretIn,
-    RotateWebhookSecretIn,
-    SecretInfo,
     SubscriptionIn,
     SubscriptionList,
     SubscriptionOut,
     SubscriptionQuery,
-    WebhookIn,
-    WebhookList,
-    WebhookOut,
-    WebhookQuery,
-    WorkflowIn,
-    WorkflowList,
-    WorkflowOut,
-    WorkflowQuery,
-    WriteQuery,
 )
 from .web import (
     check_if_match,
@@ -74,6 +62,8 @@ from .web import (
     parse_query,
     read_json,
 )
+from .webhook_models import RotateWebhookSecretIn, WebhookIn, WebhookList, WebhookOut, WebhookQuery
+from .workflow_models import WorkflowIn, WorkflowList, WorkflowOut, WorkflowQuery
 
 log = logging.getLogger("hookline.admin")
 

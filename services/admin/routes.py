@@ -27,9 +27,11 @@ from .auth import Action
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
 from .guard import guarded
-from .models import PublishedOut, PublishEventIn, SubscriptionOut, WriteQuery
+from .models import WriteQuery
 from .problems import Problem
+from .publish_models import PublishedOut, PublishEventIn
 from .resources import RESOURCES, Resource, SubscriptionResource
+from .subscription_models import SubscriptionOut
 
 log = logging.getLogger("hookline.admin")
 
