@@ -30,6 +30,7 @@ from shared.crypto import constant_time_equals, mask
 from shared.entities import Entity, StoredSecret
 from shared.errors import AlreadyExists, SecretError
 
+from ._changes import changed_fields, merge_patch
 from .context import AdminContext
 from .models import ID_RE, ListQuery, SecretInfo, WriteQuery
 from .web import (
@@ -49,7 +50,6 @@ from .web import (
 log = logging.getLogger("hookline.admin")
 
 E = TypeVar("E", bound=Entity)
-META = {"id", "version", "created_at", "updated_at"}
 MAX_STORED_SECRETS = 10
 
 
@@ -359,29 +359,6 @@ def secret_infos(stored: list[StoredSecret]) -> list[SecretInfo]:
         )
         for s in ordered
     ]
-
-
-def changed_fields(current: Entity, new: Entity) -> list[str]:
-    before = current.model_dump(exclude=META)
-    after = new.model_dump(exclude=META)
-    names = [k for k in after if before.get(k) != after[k]]
-    renamed = {"secrets": "secret", "encrypted_headers": "headers"}
-    return list(dict.fromkeys(renamed.get(n, n) for n in names))
-
-
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch at the top level: a present field replaces, ``null`` resets to the default.
-
-    Nested objects (a rate limit, the headers) are replaced whole, not merged, so what a
-    patch says about a field is all there is to know about it.
-    """
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
 
 
 def path_id(request: Request) -> str:
