@@ -25,8 +25,8 @@ from shared.messages import DeliveryDue, SourceRecord
 
 from .context import SOURCE, AdminContext, unavailable
 from .listing import Page, dict_rows
-from .models import PublishedOut, PublishEventIn
 from .opsmodels import DeliveryDetail, DeliveryList, DeliveryOut, DeliveryQuery, RedeliveryOut
+from .publish_models import PublishedOut, PublishEventIn
 from .tracing import publish_trace
 from .viewdb import from_us
 from .web import model_response, not_found, parse, parse_query, read_json

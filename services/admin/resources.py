@@ -1,7 +1,8 @@
 """Webhooks, subscriptions and workflows: create, read, list, replace, patch, rotate, delete.
 
-One :class:`Resource` per entity kind holds what differs between kinds (the
-models, the list filters, how secrets are made); the flows are shared:
+One :class:`Resource` per entity kind (:mod:`.entity_resources`) holds what
+differs between kinds (the models, the list filters, how secrets are made); the
+flows are shared:
 
 - a write validates, takes the store's lock, catches the view up, checks
   ``If-Match`` against the current version, builds the new state and, when it
@@ -16,8 +17,6 @@ models, the list filters, how secrets are made); the flows are shared:
 from __future__ import annotations
 
 import logging
-import secrets as _secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -27,40 +26,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from ulid import ULID
 
-from shared.crypto import constant_time_equals, generate_subscription_secret, mask
-from shared.entities import (
-    Entity,
-    StoredSecret,
-    Subscription,
-    Webhook,
-    Workflow,
-    event_pattern_matches,
-)
+from shared.crypto import constant_time_equals, mask
+from shared.entities import Entity, StoredSecret
 from shared.errors import AlreadyExists, SecretError
 
+from ._changes import changed_fields, merge_patch
 from .context import AdminContext
-from .controls import SubscriptionControls
-from .headers import masked, sealed_headers
-from .models import (
-    ID_RE,
-    ListQuery,
-    RotateSubscriptionSecretIn,
-    RotateWebhookSecretIn,
-    SecretInfo,
-    SubscriptionIn,
-    SubscriptionList,
-    SubscriptionOut,
-    SubscriptionQuery,
-    WebhookIn,
-    WebhookList,
-    WebhookOut,
-    WebhookQuery,
-    WorkflowIn,
-    WorkflowList,
-    WorkflowOut,
-    WorkflowQuery,
-    WriteQuery,
-)
+from .models import ID_RE, ListQuery, SecretInfo, WriteQuery
 from .web import (
     check_if_match,
     decode_cursor,
@@ -78,7 +50,6 @@ from .web import (
 log = logging.getLogger("hookline.admin")
 
 E = TypeVar("E", bound=Entity)
-META = {"id", "version", "created_at", "updated_at"}
 MAX_STORED_SECRETS = 10
 
 
@@ -376,114 +347,6 @@ class Resource(Generic[E]):
         return None
 
 
-# -- the three kinds -------------------------------------------------------------------------
-
-
-class WebhookResource(Resource[Webhook]):
-    kind = Webhook
-    plural = "webhooks"
-    label = "webhook"
-    id_prefix = "wh_"
-    in_model = WebhookIn
-    out_model = WebhookOut
-    list_model = WebhookList
-    query_model = WebhookQuery
-    rotate_model = RotateWebhookSecretIn
-
-    def matches(self, entity: Webhook, query: Any) -> bool:
-        q: WebhookQuery = query
-        return (
-            (q.provider is None or entity.provider == q.provider)
-            and (q.enabled is None or entity.enabled == q.enabled)
-            and (
-                q.workflow_id is None
-                or any(b.workflow_id == q.workflow_id for b in entity.bindings)
-            )
-        )
-
-    def new_secret(self, entity: Webhook) -> str | None:
-        if entity.allow_unsigned or any(s.active(utcnow()) for s in entity.secrets):
-            return None
-        return self.generate(entity)
-
-    def generate(self, entity: Webhook) -> str | None:
-        if entity.provider == "generic":
-            return generate_subscription_secret()  # Standard Webhooks' format
-        if entity.provider == "slack":
-            raise invalid(
-                ["body", "secret"], "a Slack webhook needs Slack's signing secret", "missing"
-            )
-        return _secrets.token_urlsafe(32)
-
-
-class SubscriptionResource(SubscriptionControls, Resource[Subscription]):
-    kind = Subscription
-    plural = "subscriptions"
-    label = "subscription"
-    id_prefix = "sub_"
-    in_model = SubscriptionIn
-    out_model = SubscriptionOut
-    list_model = SubscriptionList
-    query_model = SubscriptionQuery
-    rotate_model = RotateSubscriptionSecretIn
-
-    def spec(self, body: Any, current: Subscription | None) -> dict[str, Any]:
-        data = super().spec(body, current)
-        # Who disabled it and why stays only while it stays disabled.
-        keep = current is not None and not body.enabled and not current.enabled
-        data["disabled_reason"] = current.disabled_reason if keep and current else None
-        data["client_certificate"] = None  # its stored form needs the id: see build()
-        return data
-
-    def build(
-        self, entity_id: str, body: Any, current: Subscription | None, now: datetime
-    ) -> tuple[Subscription, str | None]:
-        entity, shown = super().build(entity_id, body, current, now)
-        # The body's header values, sealed: never stored in plaintext (see headers.py).
-        sealed = sealed_headers(self.ctx.box, entity, entity.headers, current)
-        return entity.model_copy(update={"encrypted_headers": sealed, "headers": {}}), shown
-
-    def out(self, entity: Subscription, secret: str | None = None) -> BaseModel:
-        shown = entity.model_copy(update={"headers": masked(entity), "encrypted_headers": {}})
-        return super().out(shown, secret)
-
-    def patch_base(self, current: Subscription, fields: set[str]) -> dict[str, Any]:
-        data = super().patch_base(current, fields)
-        data["headers"] = masked(current)  # a patch without headers keeps them
-        return data
-
-    def matches(self, entity: Subscription, query: Any) -> bool:
-        q: SubscriptionQuery = query
-        if q.enabled is not None and entity.enabled != q.enabled:
-            return False
-        if q.event_type is not None and not any(
-            event_pattern_matches(p, q.event_type) for p in entity.events
-        ):
-            return False
-        return (
-            q.workflow_id is None or not entity.workflow_ids or q.workflow_id in entity.workflow_ids
-        )
-
-    def new_secret(self, entity: Subscription) -> str | None:
-        if any(s.active(utcnow()) for s in entity.secrets):
-            return None
-        return generate_subscription_secret()
-
-    def generate(self, entity: Subscription) -> str | None:
-        return generate_subscription_secret()
-
-
-class WorkflowResource(Resource[Workflow]):
-    kind = Workflow
-    plural = "workflows"
-    label = "workflow"
-    id_prefix = "wf_"
-    in_model = WorkflowIn
-    out_model = WorkflowOut
-    list_model = WorkflowList
-    query_model = WorkflowQuery
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -498,29 +361,6 @@ def secret_infos(stored: list[StoredSecret]) -> list[SecretInfo]:
     ]
 
 
-def changed_fields(current: Entity, new: Entity) -> list[str]:
-    before = current.model_dump(exclude=META)
-    after = new.model_dump(exclude=META)
-    names = [k for k in after if before.get(k) != after[k]]
-    renamed = {"secrets": "secret", "encrypted_headers": "headers"}
-    return list(dict.fromkeys(renamed.get(n, n) for n in names))
-
-
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch at the top level: a present field replaces, ``null`` resets to the default.
-
-    Nested objects (a rate limit, the headers) are replaced whole, not merged, so what a
-    patch says about a field is all there is to know about it.
-    """
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
-
-
 def path_id(request: Request) -> str:
     entity_id: str = request.path_params["id"]
     if not ID_RE.fullmatch(entity_id):
@@ -532,7 +372,3 @@ def check_body_id(body: Any, entity_id: str) -> None:
     given = getattr(body, "id", None)
     if given is not None and given != entity_id:
         raise invalid(["body", "id"], "the body's id differs from the path's")
-
-
-Factory = Callable[[AdminContext], Resource[Any]]
-RESOURCES: tuple[Factory, ...] = (WebhookResource, SubscriptionResource, WorkflowResource)

@@ -26,10 +26,13 @@ from .audit import AuditTrail
 from .auth import Action
 from .context import AdminContext
 from .deliveries import DeliveryHandlers
+from .entity_resources import RESOURCES, SubscriptionResource
 from .guard import guarded
-from .models import PublishedOut, PublishEventIn, SubscriptionOut, WriteQuery
+from .models import WriteQuery
 from .problems import Problem
-from .resources import RESOURCES, Resource, SubscriptionResource
+from .publish_models import PublishedOut, PublishEventIn
+from .resources import Resource
+from .subscription_models import SubscriptionOut
 
 log = logging.getLogger("hookline.admin")
 
