@@ -11,6 +11,7 @@ bounded number of lines, and is ready again on its own when the broker is back.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -61,6 +62,10 @@ def _health_port(ports: dict[str, int], service: str) -> int:
 
 @pytest.mark.kafka
 @pytest.mark.slow
+@pytest.mark.faults
+@pytest.mark.skipif(
+    not os.environ.get("HOOKLINE_FAULT_ROUNDS"), reason="a minute and more: make test-faults"
+)
 @pytest.mark.timeout(300)
 async def test_services_started_without_kafka_become_ready_when_it_comes(
     settings: Settings, tmp_path: Path

@@ -73,6 +73,10 @@ def _stop_and_check_nothing_runs(cluster: LocalCluster) -> None:
     assert cluster.stop() is False, "stopping a stopped cluster is harmless"
 
 
+@pytest.mark.faults
+@pytest.mark.skipif(
+    not os.environ.get("HOOKLINE_FAULT_ROUNDS"), reason="the fault suite: make test-faults"
+)
 async def test_three_nodes_keep_acks_all_writes_through_a_killed_leader(tmp_path: Path) -> None:
     cluster = LocalCluster(base_port=free_base(), folder=tmp_path / "cluster")
     try:
