@@ -37,8 +37,11 @@ chromium:
 
 # The pytest session fixture starts the project's own broker unless
 # HOOKLINE_KAFKA_BOOTSTRAP_SERVERS names a cluster, and stops what it started.
+# Two workers: a test mostly waits (on Kafka, on processes, on deadlines), so two
+# share this machine's two cores well; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: venv chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fault harness at full size (every fault kind, 300 signed posts a second; override
 # HOOKLINE_FAULT_RATE/_KINDS/_HOLD), the outage start, the cluster's own fault tests,

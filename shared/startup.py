@@ -59,6 +59,10 @@ def fatal_error() -> BaseException | None:
     return _fatal[0] if _fatal else None
 
 
+# Seconds a cancelled start attempt gets to end before a stop goes on without it.
+CANCEL_GRACE = 10.0
+
+
 class KafkaStartup:
     """Starts ``service``'s Kafka parts with backoff; its verdict is readiness's."""
 
@@ -203,7 +207,13 @@ class KafkaStartup:
             stopped.cancel()
         if not task.done():
             task.cancel()
-            await asyncio.wait({task})
+            # Bounded: a client that swallows its cancellation must not hold the stop.
+            await asyncio.wait({task}, timeout=CANCEL_GRACE)
+            if not task.done():
+                log.warning(
+                    "a start attempt did not end when cancelled; left behind",
+                    extra={"component": self.service, "waited_s": CANCEL_GRACE},
+                )
             await close_quietly(stack)
             return None
         if task.cancelled():

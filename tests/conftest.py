@@ -4,11 +4,16 @@ The broker, in order of preference: the cluster in
 ``HOOKLINE_KAFKA_BOOTSTRAP_SERVERS``; testcontainers' Kafka when a Docker
 engine answers; the project's own launcher (``localkafka``), started on
 free ports with a fresh data folder and stopped when the session ends.
+
+Under pytest-xdist (``make test`` runs two workers) the controller starts the one broker
+before the workers exist and hands it to them through the environment
+(``HOOKLINE_TEST_SESSION_BROKER``); only the controller stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import uuid
@@ -22,6 +27,7 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics, topic_registry
 from testkit import FIXTURES, TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port_pair
+from testkit.hangs import tasks_dumped_after
 
 
 @dataclass
@@ -72,12 +78,56 @@ def _start_broker() -> BrokerHandle:
     return handle
 
 
+def _shared_broker(described: str) -> BrokerHandle:
+    """The controller's broker, in a worker: used, never stopped here."""
+    facts = json.loads(described)
+    local = None
+    if facts.get("data_dir"):
+        from localkafka import LocalKafka
+
+        local = LocalKafka(port=int(facts["port"]), data_dir=Path(facts["data_dir"]))
+    return BrokerHandle(facts["bootstrap"], facts["source"], facts["version"], local=local)
+
+
+def _described(handle: BrokerHandle) -> str:
+    local = handle.local
+    return json.dumps(
+        {
+            "bootstrap": handle.bootstrap,
+            "source": handle.source,
+            "version": handle.version,
+            "port": getattr(local, "port", None),
+            "data_dir": str(local.state_dir) if local is not None else None,
+        }
+    )
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _BROKER
     if os.environ.get("HOOKLINE_TESTS_NO_KAFKA"):
         return
+    shared = os.environ.get("HOOKLINE_TEST_SESSION_BROKER")
+    if shared and os.environ.get("PYTEST_XDIST_WORKER"):
+        _BROKER = _shared_broker(shared)
+        return
     _BROKER = _start_broker()
+    # Runs before pytest-xdist forks its workers (its own hook is trylast): they inherit it.
+    os.environ["HOOKLINE_TEST_SESSION_BROKER"] = _described(_BROKER)
     os.environ.setdefault("HOOKLINE_TEST_BOOTSTRAP", _BROKER.bootstrap)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    marker = item.get_closest_marker("timeout")
+    seconds = (
+        float(marker.args[0])
+        if marker and marker.args
+        else float(item.config.getini("timeout") or 0)
+    )
+    if seconds <= 5:
+        return (yield)
+    with tasks_dumped_after(seconds - 3):
+        return (yield)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
