@@ -61,7 +61,14 @@ async def _start(
         env.update(HOOKLINE_TLS_CERTFILE=str(tls[1]), HOOKLINE_TLS_KEYFILE=str(tls[2]))
     args = ["serve", "--kind", side.kind, "--port", str(port), "--server", side.server]
     server = await _helper(*args, env=env)
-    await _wait_ready(ready, server)
+    if side.server == "granian" and side.kind != "bare":
+        # The app alone, without hookline's internal port: it answers 503 for any webhook
+        # until its lifespan has started, then 404 for one it does not know.
+        await _wait_ready(
+            port, server, path="/webhooks/bench-probe", method="POST", ready_status=404
+        )
+    else:
+        await _wait_ready(ready, server)
     return port, server
 
 

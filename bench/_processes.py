@@ -21,7 +21,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+async def _wait_ready(
+    port: int,
+    process: asyncio.subprocess.Process,
+    timeout: float = 60,
+    *,
+    path: str = "/readyz",
+    method: str = "GET",
+    ready_status: int = 200,
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -30,7 +38,8 @@ async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout: f
             if process.returncode is not None:
                 raise RuntimeError(f"server exited with {process.returncode}")
             with contextlib.suppress(httpx.TransportError):
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                answer = await http.request(method, f"http://127.0.0.1:{port}{path}")
+                if answer.status_code == ready_status:
                     return
             await asyncio.sleep(0.2)
     raise RuntimeError("server not ready in time")
