@@ -89,10 +89,6 @@ SIDES = (
 # Measured when named in HOOKLINE_BENCH_INGRESS_LEVERS (comma-separated): the levers
 # tried beside the ingress as it ships, in the same interleaved rounds.
 LEVERS = {
-    "librdkafka": (
-        Side("hookline_librdkafka", env={"HOOKLINE_INGRESS_KAFKA_CLIENT": "librdkafka"}),
-    ),
-    "aiokafka": (Side("hookline_aiokafka", env={"HOOKLINE_INGRESS_KAFKA_CLIENT": "aiokafka"}),),
     "granian": (
         Side("bare_granian", kind="bare", server="granian"),
         Side("hookline_granian", server="granian"),

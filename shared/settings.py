@@ -137,10 +137,6 @@ class Settings(BaseSettings):
         le=64,
         description="ingress processes sharing the port (SO_REUSEPORT), one producer each",
     )
-    ingress_kafka_client: Literal["aiokafka", "librdkafka"] = Field(
-        default="aiokafka",
-        description="the ingress producer's client library (both acks=all, idempotent)",
-    )
 
     # Dispatcher
     engine: Literal["kafka", "local"] = "kafka"
