@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     )
 
     # Dispatcher
+    dedupe_window: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="seconds a started run is remembered against provider redeliveries "
+        "(keep it at least the inbound topic's retention); the dispatcher's memory grows "
+        "with the runs started within it",
+    )
     engine: Literal["kafka", "local"] = "kafka"
     replica_id: str | None = Field(
         default=None,

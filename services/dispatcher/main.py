@@ -78,7 +78,13 @@ async def _main(settings: Settings) -> int:
         view = await stack.enter_async_context(ConfigView(bootstrap, topics.config))
         await view.wait_ready()
         dispatcher = Dispatcher(
-            bootstrap, topics, view, transactional_id=f"{topics.prefix}dispatcher-{replica}"
+            bootstrap,
+            topics,
+            view,
+            transactional_id=f"{topics.prefix}dispatcher-{replica}",
+            dedupe_window=settings.dedupe_window,
+            # Expired entries leave memory within a quarter of the window (hourly at most).
+            expire_every=min(3600.0, settings.dedupe_window / 4),
         )
         engine: KafkaEngine | LocalEngine = KafkaEngine()
         if settings.engine == "local":
