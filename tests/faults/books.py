@@ -55,6 +55,10 @@ class Books:
         for r in await self.events_tail.read():
             kind = dict(r.headers).get("ce_type", b"").decode()
             data = orjson.loads(r.value)
+            if "run_id" not in data:
+                # An operational event (a subscription disabled or recovered, a delivery
+                # exhausted): about a subscription, not a run; delivered like the others.
+                continue
             self.run_events[data["run_id"]].add(event_key(kind, data))
             if kind in TERMINAL:
                 self.finished.add(data["run_id"])
