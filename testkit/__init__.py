@@ -7,6 +7,7 @@ Neither ``tests`` nor ``bench`` imports the other; both import this.
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -15,6 +16,26 @@ TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
 
 # The project's copy of the real provider payloads and published signature vectors.
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+
+
+def free_port_range(count: int = 6) -> int:
+    """A loopback port whose next ``count - 1`` ports are free too (a three-node cluster's
+    brokers and controllers, two each)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 2)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range")
 
 
 def free_port_pair() -> int:

@@ -10,8 +10,6 @@ ready again) and notes what it did.
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,33 +18,15 @@ from pathlib import Path
 from localkafka.cluster import LocalCluster
 from localkafka.proxy import TcpProxy
 from shared.kafka import create_admin
+from testkit import free_port_range
 from tests.e2e.stack import Stack
-
-
-def free_base(count: int = 6) -> int:
-    """A loopback port whose next ``count - 1`` ports are free too (three nodes, two each)."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 2)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 class ProxiedCluster:
     """Three nodes, each behind a proxy that the harness can cut."""
 
     def __init__(self, folder: Path, base_port: int | None = None) -> None:
-        base = base_port or free_base()
+        base = base_port or free_port_range()
         self.proxies = [TcpProxy(base + 2 * i).start() for i in range(3)]
         self.cluster = LocalCluster(
             base_port=base,

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import socket
 import time
 from pathlib import Path
 
@@ -18,30 +16,12 @@ from localkafka.jvm import alive, port_open
 from localkafka.proxy import TcpProxy
 from shared.kafka import create_admin, create_producer, ensure_topics
 from shared.topics import TopicSpec
+from testkit import free_port_range
 from testkit.kafka import read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 TOPIC = "rf3"
-
-
-def free_base(count: int = 6) -> int:
-    """A loopback port whose next ``count - 1`` ports are free too (three nodes, two each)."""
-    for _ in range(100):
-        base = random.randrange(20000, 60000, 2)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 async def _partitions(bootstrap: str) -> list[dict[str, object]]:
@@ -78,7 +58,7 @@ def _stop_and_check_nothing_runs(cluster: LocalCluster) -> None:
     not os.environ.get("HOOKLINE_FAULT_ROUNDS"), reason="the fault suite: make test-faults"
 )
 async def test_three_nodes_keep_acks_all_writes_through_a_killed_leader(tmp_path: Path) -> None:
-    cluster = LocalCluster(base_port=free_base(), folder=tmp_path / "cluster")
+    cluster = LocalCluster(base_port=free_port_range(), folder=tmp_path / "cluster")
     try:
         bootstrap = await asyncio.to_thread(cluster.start)
         assert [s.running for s in cluster.status()] == [True, True, True]
@@ -116,7 +96,7 @@ async def test_three_nodes_keep_acks_all_writes_through_a_killed_leader(tmp_path
 async def test_one_node_restarts_freezes_thaws_and_is_cut_off_through_its_proxy(
     tmp_path: Path,
 ) -> None:
-    base = free_base()
+    base = free_port_range()
     proxies = [TcpProxy(base + 2 * i).start() for i in range(3)]
     cluster = LocalCluster(
         base_port=base, folder=tmp_path / "cluster", advertised_ports=[p.port for p in proxies]
